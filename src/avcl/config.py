@@ -1,0 +1,317 @@
+"""Run configuration: one dataclass per concern, YAML presets, dotted overrides.
+
+A run is described by a :class:`Config`. Presets live in ``configs/*.yaml`` and hold any subset of
+the fields below; ``key=value`` overrides on the command line use dotted names
+(``train.epochs=5``, ``method.lambda_cor=0.5``). A key that does not exist is an error that names
+the key and the closest valid ones, so a typo never silently falls back to a default.
+
+Where the paper is silent or ambiguous, the defaults follow ``METHOD.md`` and the README lists them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from avcl.errors import UserError
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration file or override that cannot be applied."""
+
+
+@dataclass
+class DataConfig:
+    """What a training sample is made of (METHOD.md section 1)."""
+
+    root: str = ""  # prepared cache folder written by `avcl prepare`
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    clip_len: int = 16  # consecutive frames per clip, at the source frame rate
+    crop_size: int = 112  # random crop for training, centre crop for evaluation
+    hflip: bool = True  # random horizontal flip of the clip during training
+    video_mean: list = field(default_factory=lambda: [0.43216, 0.394666, 0.37645])
+    video_std: list = field(default_factory=lambda: [0.22803, 0.22145, 0.216989])
+    normalize_video: bool = True  # per-channel mean/std after scaling to [0, 1]
+    audio_window: str = "whole"  # "whole" audio of the video, or a window in seconds ("1.2")
+    audio_size: int = 256  # the log-mel is resized to audio_size x audio_size (paper: 256x256)
+    audio_crop: int = 112  # random crop for training, centre crop for evaluation
+    normalize_audio: bool = True  # with the dataset statistics computed at prepare time
+    test_clips: int = 10  # uniformly spaced clips per video for video-level testing
+    num_workers: int = 2
+    pin_memory: bool = True  # only takes effect on CUDA
+    persistent_workers: bool = True
+    prefetch_factor: int = 4
+    normalize_on_device: bool = True  # ship uint8 clips, normalise on the training device
+
+
+@dataclass
+class ModelConfig:
+    """The two encoders (METHOD.md section 2)."""
+
+    backbone: str = "r3d"  # c3d | r3d | r21d
+    depth: int = 9  # 9 convolutions (one block per stage, the paper) or 18 (two blocks)
+    width: float = 1.0  # multiplier of the base width 64 (0.25 gives 16 for CPU runs)
+    shared: bool = False  # one model for both modalities (paper Table 1, "model number 1")
+    c3d_audio: str = "no_temporal_pool"  # C3D on a T=1 spectrogram: no_temporal_pool | tile
+    dropout: float = 0.7  # between fully-connected layers of the classifier
+    sync_bn: bool = False  # SyncBatchNorm under DDP on CUDA
+
+
+@dataclass
+class MethodConfig:
+    """The self-supervised (or supervised) objective and its options."""
+
+    name: str = "avcl"
+    # AVCL (METHOD.md section 3)
+    amfm: bool = True
+    gate: str = "sigmoid"  # sigmoid (default) | relu (the paper's text, read literally)
+    cgra: bool = True
+    cgra_layer: str = "pool"  # conv3 | conv4 | conv5 | pool | conv5+pool
+    cgra_lambda: float = 0.005  # off-diagonal weight of the cross-correlation loss
+    standardize: bool = True  # zero-mean, unit-variance features before Eq. 6
+    selfcl: bool = True
+    lambda_cor: float = 0.9
+    lambda_self: float = 0.1
+    temperature: float = 0.5
+    # comparison methods (METHOD.md section 4)
+    proj_dim: int = 128
+    proj_hidden: int = 512
+    barlow_proj_dim: int = 2048
+    moco_queue: int = 4096
+    moco_momentum: float = 0.99
+    byol_momentum: float = 0.99
+    pred_hidden: int = 512
+    iic_intra: str = "both"  # repeat | shuffle | both: how IIC breaks temporal order
+    supervised_modality: str = "both"  # video | audio | both, for the supervised baselines
+
+
+@dataclass
+class OptimConfig:
+    """SGD as the paper (section 3.2), with the usual schedules."""
+
+    name: str = "sgd"  # sgd | adamw
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "constant"  # constant | cosine | step
+    warmup_epochs: int = 0
+    step_epochs: list = field(default_factory=list)  # for schedule=step
+    step_gamma: float = 0.1
+    lr_scaling: str = "none"  # none | linear: lr * global_batch / base_batch
+    base_batch: int = 16
+
+
+@dataclass
+class TrainConfig:
+    """The engine: epochs, batch, precision, checkpoints, logging."""
+
+    out: str = "runs/pretrain"
+    epochs: int = 300
+    batch_size: int = 16  # per process
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | off
+    channels_last: bool = False  # channels_last_3d memory format on CUDA
+    compile: bool = False  # torch.compile the method
+    grad_clip: float = 0.0  # 0 disables
+    max_steps_per_epoch: int = 0  # 0 = the whole epoch
+    log_every: int = 10  # steps between log lines
+    keep_checkpoints: int = 2  # most recent epoch checkpoints kept beside last.pt/best.pt
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Downstream evaluation: fine-tuning, linear probe, video-level test (METHOD.md section 6)."""
+
+    modality: str = "both"  # video | audio | both (fused features)
+    epochs: int = 150
+    batch_size: int = 16
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 5e-3
+    schedule: str = "constant"
+    linear_lr: float = 0.1  # the probe sees frozen features, so it takes a larger step
+    linear_weight_decay: float = 0.0
+    linear_epochs: int = 100
+    topk: list = field(default_factory=lambda: [1, 5])
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _valid_keys(cfg: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            keys.extend(_valid_keys(value, name + "."))
+        else:
+            keys.append(name)
+    return keys
+
+
+def _unknown_key(key: str, cfg: Config, source: str) -> ConfigError:
+    valid = _valid_keys(cfg)
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+    if not close:  # also try matching the last part alone: "lr" -> optim.lr, eval.lr
+        leaf = key.split(".")[-1]
+        close = [k for k in valid if k.split(".")[-1] == leaf][:3]
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(f"unknown config key '{key}' in {source}{hint}")
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    """Convert a YAML value to the type of the field it replaces."""
+    if current is None or value is None:
+        return value
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}' expects true or false, got {value!r}")
+    if isinstance(current, int) and not isinstance(current, bool):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"config key '{key}' expects an integer, got {value!r}")
+    if isinstance(current, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"config key '{key}' expects a number, got {value!r}")
+    if isinstance(current, str):
+        return str(value)
+    if isinstance(current, list):
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        return [value]
+    return value
+
+
+def set_key(cfg: Config, key: str, value: Any, source: str = "overrides") -> None:
+    """Set a dotted key (``train.epochs``) on ``cfg``, checking the key and the value's type."""
+    parts = key.split(".")
+    node: Any = cfg
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
+            raise _unknown_key(key, cfg, source)
+        if i == len(parts) - 1:
+            current = getattr(node, part)
+            if dataclasses.is_dataclass(current):
+                raise ConfigError(f"config key '{key}' is a section; set one of its fields instead")
+            setattr(node, part, _coerce(value, current, key))
+        else:
+            node = getattr(node, part)
+
+
+def _flatten(tree: dict, prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for k, v in tree.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            yield from _flatten(v, name + ".")
+        else:
+            yield name, v
+
+
+def apply_dict(cfg: Config, tree: dict, source: str) -> Config:
+    for key, value in _flatten(tree):
+        set_key(cfg, key, value, source)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Defaults, then the YAML preset at ``path``, then ``key=value`` overrides, in that order."""
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        tree = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        apply_dict(cfg, tree, str(path))
+    for text in overrides:
+        key, value = parse_override(text)
+        set_key(cfg, key, value, "command-line overrides")
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(tree: dict) -> Config:
+    """Rebuild a config saved beside a checkpoint."""
+    return apply_dict(Config(), tree, "saved config")
+
+
+_CHOICES = {
+    "model.backbone": ("c3d", "r3d", "r21d"),
+    "model.depth": (9, 18),
+    "model.c3d_audio": ("no_temporal_pool", "tile"),
+    "method.gate": ("sigmoid", "relu"),
+    "method.cgra_layer": ("conv3", "conv4", "conv5", "pool", "conv5+pool"),
+    "method.iic_intra": ("repeat", "shuffle", "both"),
+    "method.supervised_modality": ("video", "audio", "both"),
+    "optim.name": ("sgd", "adamw"),
+    "optim.schedule": ("constant", "cosine", "step"),
+    "optim.lr_scaling": ("none", "linear"),
+    "train.amp": ("auto", "bf16", "fp16", "off"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "eval.modality": ("video", "audio", "both"),
+    "eval.schedule": ("constant", "cosine", "step"),
+}
+
+
+def get_key(cfg: Config, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def validate(cfg: Config) -> None:
+    for key, choices in _CHOICES.items():
+        value = get_key(cfg, key)
+        if value not in choices:
+            raise ConfigError(f"config key '{key}' is {value!r}; choose one of {', '.join(map(str, choices))}")
+    if cfg.data.audio_window != "whole":
+        try:
+            seconds = float(cfg.data.audio_window)
+        except ValueError:
+            raise ConfigError(f"data.audio_window must be 'whole' or a number of seconds, got {cfg.data.audio_window!r}")
+        if seconds <= 0:
+            raise ConfigError("data.audio_window must be positive")
+    if cfg.data.crop_size <= 0 or cfg.data.audio_crop > cfg.data.audio_size:
+        raise ConfigError("data.audio_crop must not exceed data.audio_size, and crops must be positive")
+    if cfg.model.width <= 0:
+        raise ConfigError("model.width must be positive")
