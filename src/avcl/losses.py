@@ -1,0 +1,89 @@
+"""Loss functions shared by the methods: pure functions of embeddings.
+
+Under DDP each function computes over the *global* batch (all ranks' samples) through the
+autograd-aware collectives of :mod:`avcl.distributed`. The convention, chosen so that a DDP step on
+2 processes x N samples equals one step on 1 process x 2N:
+
+- ``info_nce_cross_modal`` returns on each rank the mean over that rank's own anchors (negatives
+  from the whole global batch); the average over ranks is the global mean.
+- ``cross_correlation_loss`` returns on every rank the same global value.
+
+In both cases the gradient reaching a rank's inputs is ``world_size`` times the gradient of the global
+loss, which DDP's gradient averaging divides out.
+
+The losses run in float32 with autocast disabled: similarities divided by a temperature and
+cross-correlations summed over the batch lose too much in bf16/fp16.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from avcl.distributed import all_reduce_with_grad, gather_with_grad, rank, world_size
+
+
+def _fp32(*xs: Tensor) -> list[Tensor]:
+    return [x.float() for x in xs]
+
+
+def info_nce_cross_modal(v: Tensor, a: Tensor, temperature: float = 0.5, gather: bool = True) -> Tensor:
+    """SelfCL (paper Eq. 7-10), i.e. SimCLR's NT-Xent with the two modalities as the two views.
+
+    ``v``, ``a``: ``(B, D)`` embeddings of the same B videos (row i of each is a positive pair).
+    For the anchor ``v_i`` the positive is ``a_i`` and the denominator sums ``exp(cos/temperature)``
+    over every ``a_j`` and every other ``v_j`` (``j != i``); symmetrically for ``a_i``.
+    Returns the scalar ``L_v + L_a``, each the mean over the local anchors (the paper sums; the mean
+    keeps the loss independent of the batch size). With ``gather`` the ``j`` run over the global
+    batch: the other ranks' embeddings are gathered with gradient and the labels offset by rank.
+    """
+    with torch.autocast(v.device.type, enabled=False):
+        v, a = _fp32(F.normalize(v, dim=1), F.normalize(a, dim=1))
+        if gather:
+            v_all, a_all, offset = gather_with_grad(v), gather_with_grad(a), rank() * v.shape[0]
+        else:
+            v_all, a_all, offset = v, a, 0
+        labels = offset + torch.arange(v.shape[0], device=v.device)
+        is_self = labels[:, None] == torch.arange(v_all.shape[0], device=v.device)[None, :]
+
+        def one_direction(anchor: Tensor, other: Tensor, same: Tensor) -> Tensor:
+            cross = anchor @ other.T / temperature  # (B, world*B): the positive plus cross-modal negatives
+            within = (anchor @ same.T / temperature).masked_fill(is_self, float("-inf"))  # same modality, j != i
+            return F.cross_entropy(torch.cat([cross, within], dim=1), labels)
+
+        return one_direction(v, a_all, v_all) + one_direction(a, v_all, a_all)
+
+
+def cross_correlation_loss(z1: Tensor, z2: Tensor, lambd: float = 0.005, standardize: bool = True,
+                           eps: float = 1e-5) -> Tensor:
+    """CGRA (paper Eq. 5-6), the Barlow Twins loss: ``sum_i (1 - C_ii)^2 + lambd * sum_{i!=j} C_ij^2``.
+
+    ``z1``, ``z2``: ``(B, D)``. ``C`` (``D x D``) is the cross-correlation along the global batch of N
+    samples. With ``standardize`` each dimension is first centred and scaled to unit variance over the
+    batch (Barlow Twins' batch norm: biased variance, ``eps`` added to it), giving
+    ``C = z1n^T z2n / N``; without it ``C`` is Eq. 6 as printed, the cosine of the columns
+    (``eps * N`` added to each column's sum of squares). Under DDP the column sums, sums of squares and
+    ``z1n^T z2n`` are summed over ranks with gradient, so every rank holds the global ``C``.
+    """
+    with torch.autocast(z1.device.type, enabled=False):
+        z1, z2 = _fp32(z1, z2)
+        n = z1.shape[0] * world_size()
+
+        def unit_columns(z: Tensor) -> Tensor:
+            if standardize:
+                z = z - all_reduce_with_grad(z.sum(dim=0)) / n
+            # dividing by sqrt(N (var + eps)) makes z1n^T z2n already the mean over the batch
+            return z / torch.sqrt(all_reduce_with_grad((z * z).sum(dim=0)) + n * eps)
+
+        c = all_reduce_with_grad(unit_columns(z1).T @ unit_columns(z2))
+        on_diag = torch.diagonal(c)
+        off_diag = c.masked_fill(torch.eye(c.shape[0], dtype=torch.bool, device=c.device), 0.0)
+        return (1 - on_diag).pow(2).sum() + lambd * off_diag.pow(2).sum()
+
+
+def negative_cosine(p: Tensor, z: Tensor) -> Tensor:
+    """SimSiam's ``D(p, z) = -mean_i cos(p_i, stopgrad(z_i))`` for ``(B, D)`` inputs, in [-1, 1].
+
+    BYOL's ``2 - 2 cos`` is ``2 + 2 * negative_cosine(p, z)``: same gradient direction, twice the scale.
+    """
+    return -F.cosine_similarity(p.float(), z.detach().float(), dim=-1).mean()
