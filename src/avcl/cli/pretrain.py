@@ -1,0 +1,26 @@
+"""``avcl pretrain``: train a method on a prepared cache (one process, or many under torchrun)."""
+from __future__ import annotations
+
+from avcl.cli._common import add_config_options, config_from_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "pretrain",
+        help="self-supervised pretraining (AVCL or a baseline) on a prepared cache",
+        description="Pretrain a method. Under torchrun every process runs this command: "
+        "torchrun --nproc_per_node=4 -m avcl.cli pretrain --config configs/avcl_r3d.yaml --data DATA",
+    )
+    add_config_options(p)
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                   help="continue the run in --out from last.pt (or from CHECKPOINT)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from avcl.engine.pretrain import pretrain
+
+    cfg = config_from_args(args)
+    out = pretrain(cfg, resume=args.resume)
+    print(f"checkpoints, config, logs and loss_curves.png in {out}")
+    return 0

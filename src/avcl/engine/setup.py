@@ -1,0 +1,67 @@
+"""What every run needs before its loop: the device, the dataset of a split and its loader."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from avcl import distributed as dist
+from avcl.config import Config
+from avcl.data.cache import PreparedCache
+from avcl.data.datasets import PreparedDataset, build_loader
+from avcl.engine.trainer import resolve_device
+from avcl.errors import UserError
+
+
+def setup_device(cfg: Config) -> torch.device:
+    """Joins the process group under torchrun, then picks this process's device."""
+    _, _, _, device = dist.setup()
+    if cfg.train.device == "cpu" or (cfg.train.device == "auto" and device.type != "cuda"):
+        return torch.device("cpu")
+    return device if device.type == "cuda" else resolve_device(cfg.train.device)
+
+
+def open_cache(cfg: Config) -> PreparedCache:
+    if not cfg.data.root:
+        raise UserError("data.root is not set: pass the folder written by `avcl prepare` (data.root=PATH or --data PATH)")
+    if not Path(cfg.data.root).is_dir():
+        raise UserError(f"data.root {cfg.data.root} does not exist; run `avcl prepare SRC {cfg.data.root}` first")
+    return PreparedCache(cfg.data.root)
+
+
+def split_dataset(cfg: Config, cache: PreparedCache, split: str, mode: str, require_audio: bool = True) -> PreparedDataset:
+    dataset = PreparedDataset(cache, split, cfg.data, mode=mode, require_audio=require_audio, seed=cfg.train.seed)
+    if len(dataset) == 0:
+        raise UserError(f"{cfg.data.root}: the '{split}' split holds no usable video")
+    return dataset
+
+
+def split_loader(
+    cfg: Config,
+    dataset: PreparedDataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    device: torch.device,
+    distributed: bool = False,
+    drop_last: bool = False,
+):
+    rank, world = (dist.rank(), dist.world_size()) if distributed else (0, 1)
+    return build_loader(
+        dataset,
+        cfg.data,
+        batch_size,
+        shuffle=shuffle,
+        seed=cfg.train.seed,
+        rank=rank,
+        world_size=world,
+        drop_last=drop_last,
+        device=str(device),
+    )
+
+
+def scaled_lr(lr: float, cfg: Config) -> float:
+    """``optim.lr_scaling=linear``: the learning rate grows with the global batch (Goyal et al.)."""
+    if cfg.optim.lr_scaling == "linear":
+        return lr * cfg.train.batch_size * dist.world_size() / cfg.optim.base_batch
+    return lr

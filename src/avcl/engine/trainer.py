@@ -1,0 +1,334 @@
+"""The training engine shared by pretraining and fine-tuning.
+
+One loop for every method: batches from the loader go through ``to_model_input`` to the method, whose
+loss dict is back-propagated (``"loss"``) and logged (everything). Each epoch ends with an atomic
+checkpoint (model, optimiser, scheduler, RNG, epoch, step); ``resume`` continues from the last one, and
+because the data order and augmentations derive from (seed, epoch, index) alone, a resumed run on the
+CPU ends with the same weights as an uninterrupted one. A NaN or infinite loss stops the run before
+the optimiser step, naming the step, and leaves the last good checkpoint untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from avcl import distributed as dist
+from avcl.config import Config
+from avcl.data.transforms import to_model_input
+from avcl.engine.checkpoint import load_checkpoint, save_checkpoint
+from avcl.engine.logger import RunLogger, read_log
+from avcl.errors import UserError
+
+CHECKPOINT_FORMAT = "avcl-checkpoint-1"
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+# -- set-up helpers ------------------------------------------------------------------------------
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device=cuda but no CUDA device is available; use train.device=auto or cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA by default; full precision on the CPU (``train.amp=auto``)."""
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return contextlib.nullcontext()
+    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_optimizer(params, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise UserError(f"unknown optimiser '{name}' (sgd | adamw)")
+
+
+def make_schedule(
+    optimizer: torch.optim.Optimizer,
+    schedule: str,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: int = 0,
+    step_epochs: list | None = None,
+    gamma: float = 0.1,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-step multiplier of the base learning rate: linear warm-up, then constant, cosine or step."""
+    total = max(1, epochs * steps_per_epoch)
+    warmup = warmup_epochs * steps_per_epoch
+    milestones = [e * steps_per_epoch for e in (step_epochs or [])]
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "cosine":
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        if schedule == "step":
+            return gamma ** sum(step >= m for m in milestones)
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+# -- the loop ------------------------------------------------------------------------------------
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimiser steps taken
+    best_metric: float = -math.inf
+    history: list = field(default_factory=list)  # one dict of means per epoch
+
+
+class Trainer:
+    """Runs ``epochs`` epochs of ``method`` on ``loader`` and writes everything under ``out``.
+
+    ``evaluate(method) -> dict`` (optional) runs after each epoch on the main process; when it
+    returns ``metric``, the best epoch is kept as ``best.pt`` (the paper keeps the best validation
+    checkpoint). ``meta`` is stored in every checkpoint (classes, kind of run, ...).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        method: nn.Module,
+        loader,
+        *,
+        out: str | Path,
+        epochs: int,
+        optimizer: torch.optim.Optimizer,
+        scheduler_factory: Callable[[torch.optim.Optimizer, int], Any],
+        device: torch.device,
+        evaluate: Callable[[nn.Module], dict] | None = None,
+        metric: str = "val_acc",
+        meta: dict | None = None,
+        kind: str = "pretrain",
+    ):
+        self.cfg = cfg
+        self.out = Path(out)
+        self.loader = loader
+        self.epochs = epochs
+        self.device = device
+        self.evaluate = evaluate
+        self.metric = metric
+        self.meta = meta or {}
+        self.kind = kind
+        self.is_main = dist.is_main()
+        self.method = method
+        self.model: nn.Module = method
+        if dist.is_distributed():
+            self.model = nn.parallel.DistributedDataParallel(
+                method,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=getattr(method, "find_unused_parameters", False),
+            )
+        if cfg.train.compile:
+            self.model = torch.compile(self.model)
+        self.optimizer = optimizer
+        self.steps_per_epoch = self._steps_per_epoch()
+        self.scheduler = scheduler_factory(optimizer, self.steps_per_epoch)
+        self.state = TrainState()
+        self.logger = RunLogger(self.out, tensorboard=cfg.train.tensorboard, enabled=self.is_main)
+
+    def _steps_per_epoch(self) -> int:
+        steps = len(self.loader)
+        if self.cfg.train.max_steps_per_epoch > 0:
+            steps = min(steps, self.cfg.train.max_steps_per_epoch)
+        if steps == 0:
+            raise UserError(
+                "the training split has fewer samples than one batch "
+                f"(batch_size={self.cfg.train.batch_size} per process); lower train.batch_size or add videos"
+            )
+        return steps
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "kind": self.kind,
+            "method": getattr(self.method, "name", type(self.method).__name__),
+            "config": self.cfg.to_dict(),
+            "meta": self.meta,
+            "model": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.state.epoch,
+            "step": self.state.step,
+            "best_metric": self.state.best_metric,
+            "history": self.state.history,
+            "rng": rng,
+        }
+
+    def save(self, improved: bool) -> None:
+        if not self.is_main:
+            return
+        state = self.checkpoint_state()
+        save_checkpoint(state, self.out / f"epoch-{self.state.epoch:04d}.pt")
+        save_checkpoint(state, self.out / "last.pt")
+        if improved:
+            save_checkpoint(state, self.out / "best.pt")
+        kept = sorted(self.out.glob("epoch-*.pt"))
+        for old in kept[: max(0, len(kept) - self.cfg.train.keep_checkpoints)]:
+            old.unlink(missing_ok=True)
+
+    def resume(self, path: str | Path | None = None) -> bool:
+        """Restore from ``path`` (default ``out/last.pt``); returns False when there is nothing to resume."""
+        path = Path(path) if path else self.out / "last.pt"
+        if not path.exists():
+            return False
+        ckpt = load_checkpoint(path, map_location=self.device)
+        if ckpt.get("kind") != self.kind:
+            raise UserError(f"{path}: is a '{ckpt.get('kind')}' checkpoint, not '{self.kind}'")
+        self.method.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.state = TrainState(ckpt["epoch"], ckpt["step"], ckpt["best_metric"], list(ckpt["history"]))
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng"]["cuda"]])
+        if self.is_main:
+            print(f"resuming from {path}: {self.state.epoch} of {self.epochs} epochs done, step {self.state.step}")
+        return True
+
+    # -- training ---------------------------------------------------------------------------------
+    def fit(self) -> TrainState:
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.cfg.save(self.out / "config.yaml")
+        while self.state.epoch < self.epochs:
+            means = self.train_epoch(self.state.epoch)
+            metrics = self.evaluate(self.method) if (self.evaluate is not None and self.is_main) else {}
+            record = {"epoch": self.state.epoch + 1, **means, **metrics}
+            improved = False
+            if self.metric in metrics and metrics[self.metric] > self.state.best_metric:
+                self.state.best_metric = float(metrics[self.metric])
+                improved = True
+            self.state.epoch += 1
+            self.state.history.append(record)
+            self.logger.log("epoch", self.state.step, **record)
+            self.save(improved or self.evaluate is None)
+            if self.is_main:
+                summary = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch" and isinstance(v, float))
+                tqdm.write(f"epoch {record['epoch']}/{self.epochs}: {summary}")
+            dist.barrier()
+        if self.is_main:
+            self.logger.close()
+            from avcl.evaluation.plots import plot_training_curves
+
+            plot_training_curves(read_log(self.out / "log.jsonl"), self.out / "loss_curves.png")
+        return self.state
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.cfg
+        self.model.train()
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        sums: dict[str, float] = {}
+        count = 0
+        wait = compute = 0.0
+        window_samples, window_start = 0, time.perf_counter()
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            desc=f"{self.kind} epoch {epoch + 1}/{self.epochs}",
+            unit="step",
+            disable=not (self.is_main and cfg.train.progress),
+            dynamic_ncols=True,
+            leave=False,
+        )
+        iterator = iter(self.loader)
+        for _ in range(self.steps_per_epoch):
+            t0 = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            batch = to_model_input(batch, cfg.data, self.device, channels_last=cfg.train.channels_last)
+            t1 = time.perf_counter()
+            with autocast(self.device, cfg.train.amp):
+                out = self.model(batch)
+            loss = out["loss"]
+            if not self._all_finite(loss):
+                last = self.out / "last.pt"
+                kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+                raise TrainingDiverged(
+                    f"loss is {loss.item()} at step {self.state.step + 1} (epoch {epoch + 1}); "
+                    f"stopping before the optimiser step, {kept}. Lower optim.lr or check the data."
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.train.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.method.parameters(), cfg.train.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.method.on_step_end()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            t2 = time.perf_counter()
+            wait += t1 - t0
+            compute += t2 - t1
+            self.state.step += 1
+            count += 1
+            batch_size = next(v for v in batch.values() if torch.is_tensor(v)).shape[0]
+            window_samples += batch_size * dist.world_size()
+            values = {k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.dim() == 0}
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{values['loss']:.4f}")
+            bar.update(1)
+            if self.state.step % max(1, cfg.train.log_every) == 0:
+                elapsed = time.perf_counter() - window_start
+                self.logger.log(
+                    "train",
+                    self.state.step,
+                    epoch=epoch + 1,
+                    lr=self.optimizer.param_groups[0]["lr"],
+                    samples_per_s=window_samples / max(elapsed, 1e-9),
+                    **values,
+                )
+                window_samples, window_start = 0, time.perf_counter()
+        bar.close()
+        means = {k: v / max(count, 1) for k, v in sums.items()}
+        total = wait + compute
+        means["data_wait_fraction"] = wait / total if total > 0 else 0.0
+        means["step_time_s"] = total / max(count, 1)
+        return means
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        finite = torch.isfinite(loss.detach()).float()
+        if dist.is_distributed():  # every rank stops together, or none does
+            finite = finite.clone()
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        return bool(finite.item())

@@ -1,0 +1,94 @@
+"""Figures written next to the numbers: training curves, confusion matrices, comparison bars."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_training_curves(records: list[dict], path: str | Path, title: str = "training") -> Path | None:
+    """Per-step losses (thin) and per-epoch means (markers) from a run's ``log.jsonl`` records."""
+    steps = [r for r in records if r.get("kind") == "train"]
+    epochs = [r for r in records if r.get("kind") == "epoch"]
+    if not steps and not epochs:
+        return None
+    keys = [k for k in (steps or epochs)[0] if k.startswith("loss")]
+    metric_keys = [k for k in (epochs[0] if epochs else {}) if k.startswith("val_") or k == "acc"]
+    ncols = 2 if metric_keys else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4), squeeze=False)
+    ax = axes[0][0]
+    for key in keys:
+        if steps:
+            ax.plot([r["step"] for r in steps], [r.get(key, np.nan) for r in steps], lw=1, label=f"{key} (steps)")
+        if epochs:
+            ax.plot([r["step"] for r in epochs], [r.get(key, np.nan) for r in epochs], "o-", ms=3, label=f"{key} (epoch mean)")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if metric_keys:
+        ax = axes[0][1]
+        for key in metric_keys:
+            ax.plot([r["epoch"] for r in epochs], [r.get(key, np.nan) for r in epochs], "o-", ms=3, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """Row-normalised confusion matrix (rows: true class, columns: predicted), counts in the cells."""
+    matrix = np.asarray(matrix)
+    rows = matrix.sum(axis=1, keepdims=True)
+    norm = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
+    n = len(classes)
+    size = max(4.0, 0.45 * n + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(n), classes, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 40:
+        for i in range(n):
+            for j in range(n):
+                if matrix[i, j]:
+                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=6,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_bars(names: Sequence[str], means: Sequence[float], stds: Sequence[float] | None, path: str | Path,
+              ylabel: str = "top-1 accuracy (%)", title: str = "") -> Path:
+    """One bar per row (e.g. per method), with standard deviations as error bars."""
+    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(names) + 2), 4))
+    x = np.arange(len(names))
+    ax.bar(x, means, yerr=stds if stds is not None else None, capsize=3, color="#4c72b0")
+    for i, m in enumerate(means):
+        ax.text(i, m, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

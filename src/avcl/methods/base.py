@@ -1,0 +1,74 @@
+"""The base of every method: two encoders, a training objective, and the features used for evaluation."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from avcl.config import Config
+from avcl.models.backbones import build_encoders
+
+
+class Method(nn.Module):
+    """A training objective over the batch dict of ``docs/architecture.md``.
+
+    Subclasses set ``name`` and implement :meth:`forward`, which returns a loss dict whose ``"loss"``
+    entry is back-propagated (the other entries are logged). ``uses_audio`` / ``uses_video`` say which
+    inputs a method reads, so the data pipeline can keep videos without an audio track for video-only
+    methods. ``supervised`` methods read ``batch["label"]``.
+    """
+
+    name: str = "method"
+    supervised: bool = False
+    uses_video: bool = True
+    uses_audio: bool = True
+    # DDP must be told when some parameters get no gradient in a step (e.g. momentum encoders).
+    find_unused_parameters: bool = False
+
+    def __init__(self, cfg: Config, num_classes: int | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.video_encoder, self.audio_encoder = build_encoders(cfg.model)
+        self.feature_dim = self.video_encoder.out_dim
+
+    # -- training ---------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:  # pragma: no cover - abstract
+        raise TypeError(f"{type(self).__name__} must define forward(batch) -> loss dict")
+
+    @torch.no_grad()
+    def on_step_end(self) -> None:
+        """Called after each optimiser step (momentum encoders, queues)."""
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def embed(self, video: Tensor | None, audio: Tensor | None, modality: str = "both") -> Tensor:
+        """Features used downstream: ``(B, D)`` for one modality, ``(B, 2D)`` concatenated for both.
+
+        video: (B, 3, T, H, W) normalised float; audio: (B, 1, F, Ta).
+        """
+        parts = []
+        if modality in ("video", "both"):
+            parts.append(self.video_encoder(video))
+        if modality in ("audio", "both"):
+            parts.append(self.audio_encoder(audio))
+        return torch.cat(parts, dim=1)
+
+    def embed_dim(self, modality: str) -> int:
+        return self.feature_dim * (2 if modality == "both" else 1)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name}"
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def describe(method: Method) -> dict[str, Any]:
+    return {
+        "method": method.name,
+        "parameters": count_parameters(method),
+        "video_encoder_parameters": count_parameters(method.video_encoder),
+        "audio_encoder_parameters": count_parameters(method.audio_encoder),
+    }
