@@ -1,0 +1,354 @@
+"""Decoding video frames and audio with PyAV (FFmpeg).
+
+- ``probe(path) -> VideoInfo``: container metadata only, no decoding.
+- ``iter_frames(path, size, fps)``: every frame (or a constant-rate resampling), resized, one at a time.
+- ``read_frames(path, start, count, size) -> (count, H, W, 3) uint8``: seek near ``start``, decode forward.
+- ``read_audio(path, sample_rate) -> (S,) float32``: the whole audio track, mono, resampled.
+
+Frames are resized by FFmpeg's swscale (bilinear) while converting to RGB, which is much faster than
+converting at full size and resizing afterwards. Every failure is a ``DecodeError`` that names the
+file and a short reason code; raw PyAV exceptions never escape.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from avcl.errors import UserError
+
+# The reason codes of DecodeError, with the message used when no detail is given.
+REASONS: dict[str, str] = {
+    "unreadable": "not a media file FFmpeg can read",
+    "empty": "the file holds no frames",
+    "no_video_stream": "no video stream",
+    "no_audio_stream": "no audio stream",
+    "too_short": "too short",
+    "decode_failed": "decoding failed",
+}
+
+DEFAULT_SIZE = (128, 171)  # (height, width), the VCOP convention (METHOD.md section 1)
+
+
+class DecodeError(UserError):
+    """A file that cannot be used. ``path`` names it, ``reason`` is one of ``REASONS``.
+
+    ``str()`` is ``'<path>: <human message>'``. The error pickles, so worker processes can send it back.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str, detail: str | None = None) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown DecodeError reason {reason!r}; expected one of {sorted(REASONS)}")
+        self.path = str(path)
+        self.reason = reason
+        self.detail = detail or REASONS[reason]
+        super().__init__(f"{self.path}: {self.detail}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason, self.detail))
+
+
+@dataclass
+class VideoInfo:
+    """Container metadata of one video file (``probe``)."""
+
+    path: str
+    width: int
+    height: int
+    fps: float  # the stream's average frame rate
+    num_frames: int  # as the container states it, else round(duration * fps)
+    duration: float  # seconds
+    has_audio: bool
+    audio_rate: int | None
+    audio_channels: int | None
+
+
+def _ffmpeg_message(error: BaseException) -> str:
+    """The FFmpeg error text without PyAV's errno prefix and repeated file name."""
+    if isinstance(error, av.FFmpegError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
+
+
+@contextmanager
+def _open(path: str | os.PathLike) -> Iterator[av.container.InputContainer]:
+    """Open ``path`` for reading; any failure to open becomes a DecodeError."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise DecodeError(path, "unreadable", "file not found")
+    if os.path.isdir(path):
+        raise DecodeError(path, "unreadable", "is a folder, not a file")
+    if os.path.getsize(path) == 0:
+        raise DecodeError(path, "empty", "the file is empty (0 bytes)")
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise DecodeError(path, "unreadable", f"not a media file FFmpeg can read ({_ffmpeg_message(error)})") from error
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def _video_stream(container, path: str) -> av.video.stream.VideoStream:
+    # Cover art (an attached picture) is exposed as a one-frame video stream; it is not a video.
+    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not streams:
+        kinds = ", ".join(sorted({s.type for s in container.streams})) or "nothing"
+        raise DecodeError(path, "no_video_stream", f"no video stream (the file holds: {kinds})")
+    return streams[0]
+
+
+def _frame_rate(stream) -> float:
+    """Average frame rate of a video stream, falling back to FFmpeg's guess; 0.0 when unknown."""
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate and rate > 0:
+            return float(rate)
+    return 0.0
+
+
+def _duration(container, stream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Read the container metadata of ``path`` (no frames are decoded).
+
+    ``num_frames`` is the count the container states, else ``round(duration * fps)``: an estimate,
+    the decoded count can differ by a few frames. Raises DecodeError.
+    """
+    path = str(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        fps = _frame_rate(stream)
+        duration = _duration(container, stream)
+        num_frames = stream.frames or round(duration * fps)
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return VideoInfo(
+            path=path,
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            fps=fps,
+            num_frames=int(num_frames),
+            duration=duration,
+            has_audio=audio is not None,
+            audio_rate=audio.codec_context.sample_rate if audio is not None else None,
+            audio_channels=audio.codec_context.channels if audio is not None else None,
+        )
+
+
+def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, resized by swscale to ``size = (height, width)`` (None: source size)."""
+    if size is None:
+        array = frame.to_ndarray(format="rgb24")
+    else:
+        height, width = size
+        array = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BILINEAR")
+    return np.ascontiguousarray(array)
+
+
+def _decoded(container, stream, path: str) -> Iterator[av.VideoFrame]:
+    """Decoded frames of ``stream`` from the current position; FFmpeg errors become DecodeError."""
+    try:
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                yield frame
+    except av.FFmpegError as error:
+        raise DecodeError(path, "decode_failed", f"decoding failed ({_ffmpeg_message(error)})") from error
+
+
+def _open_video(container, path: str):
+    stream = _video_stream(container, path)
+    stream.thread_type = "AUTO"  # frame and slice threads: several times faster on multi-core machines
+    return stream
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    size: tuple[int, int] | None = DEFAULT_SIZE,
+    fps: float | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield (H, W, 3) uint8 RGB frames in presentation order, resized to ``size = (height, width)``.
+
+    ``fps=None`` yields every decoded frame. A number resamples to that constant rate by presentation
+    time: output frame k shows the source frame on screen at ``t0 + k / fps`` (``t0`` the first
+    frame's time), so frames are duplicated or dropped; this is what variable-frame-rate sources need.
+    The last source frame lasts one frame period of its own. Only one decoded frame is held at a time.
+    Raises DecodeError (``no_video_stream``, ``unreadable``, ``decode_failed``, ``empty``).
+    """
+    path = str(path)
+    if fps is not None and fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    with _open(path) as container:
+        stream = _open_video(container, path)
+        if fps is None:
+            count = 0
+            for frame in _decoded(container, stream, path):
+                count += 1
+                yield _to_rgb(frame, size)
+            if count == 0:
+                raise DecodeError(path, "empty", "no video frame could be decoded")
+            return
+        yield from _resample(_decoded(container, stream, path), path, size, fps, _frame_rate(stream))
+
+
+def _resample(frames: Iterator[av.VideoFrame], path: str, size, fps: float, source_fps: float) -> Iterator[np.ndarray]:
+    """Constant-rate resampling by presentation time (see ``iter_frames``)."""
+    period = 1.0 / (source_fps or fps)  # how long a frame lasts when its successor gives no time
+    current: av.VideoFrame | None = None
+    current_time = 0.0
+    current_rgb: np.ndarray | None = None
+    t0: float | None = None
+    k = 0  # next output frame, due at t0 + k / fps
+    for frame in frames:
+        # Frames without a timestamp (or going back in time) follow their predecessor by one period.
+        time = frame.time
+        if time is None or (current is not None and time <= current_time):
+            time = current_time + period if current is not None else 0.0
+        if current is None:
+            t0 = time
+        else:
+            while t0 + k / fps < time - 1e-9:  # output times before this frame show the current one
+                if current_rgb is None:
+                    current_rgb = _to_rgb(current, size)
+                yield current_rgb.copy()
+                k += 1
+        current, current_time, current_rgb = frame, time, None
+    if current is None:
+        raise DecodeError(path, "empty", "no video frame could be decoded")
+    last_period = float(current.duration * current.time_base) if current.duration and current.time_base else period
+    end = current_time + last_period
+    current_rgb = _to_rgb(current, size)
+    while t0 + k / fps < end - 1e-9:
+        yield current_rgb.copy()
+        k += 1
+
+
+def read_frames(
+    path: str | os.PathLike,
+    start: int,
+    count: int,
+    size: tuple[int, int] | None = DEFAULT_SIZE,
+) -> np.ndarray:
+    """(count, H, W, 3) uint8: ``count`` consecutive decoded frames from frame index ``start``.
+
+    The frames are those ``iter_frames(path, size)`` yields at positions ``start .. start+count-1``.
+    This is per-sample decoding as research code does it: open the file, seek to the keyframe at or
+    before ``start`` (its time computed from the frame rate), decode forward. Streams whose timestamps
+    are not regular after the seek point (variable frame rate, missing timestamps) are decoded from the
+    beginning instead, counting frames. On a constant-rate stream the index is the time in frame
+    periods; it differs from the decoded-frame count only for containers that skip frames (timestamp
+    gaps before ``start``). When the video ends early the last frame is repeated.
+    """
+    path = str(path)
+    if start < 0 or count < 1:
+        raise ValueError(f"need start >= 0 and count >= 1, got start={start}, count={count}")
+    frames = None
+    if start > 0:
+        with _open(path) as container:
+            frames = _read_after_seek(container, _open_video(container, path), path, start, count, size)
+    if frames is None:  # start == 0, or the seek was not usable: count frames from a fresh start
+        with _open(path) as container:
+            stream = _open_video(container, path)
+            frames = _read_sequential(_decoded(container, stream, path), start, count, size)
+    if not frames:
+        raise DecodeError(path, "empty", "no video frame could be decoded")
+    frames += [frames[-1]] * (count - len(frames))
+    return np.stack(frames)
+
+
+def _read_sequential(frames: Iterator[av.VideoFrame], start: int, count: int, size) -> list[np.ndarray]:
+    """Count decoded frames from the current position (the beginning); keep frames start..start+count-1.
+
+    When the video has ``start`` frames or fewer, the last frame is kept so that it can be repeated.
+    """
+    out: list[np.ndarray] = []
+    last = None
+    for index, frame in enumerate(frames):
+        if index >= start:
+            out.append(_to_rgb(frame, size))
+            if len(out) == count:
+                break
+        last = frame
+    if not out and last is not None:
+        out.append(_to_rgb(last, size))
+    return out
+
+
+def _read_after_seek(container, stream, path: str, start: int, count: int, size) -> list[np.ndarray] | None:
+    """Seek near ``start`` and decode forward; None when timestamps do not allow it (caller falls back)."""
+    fps = _frame_rate(stream)
+    time_base = stream.time_base
+    if not fps or time_base is None:
+        return None
+    first_pts = stream.start_time or 0
+    ticks_per_frame = 1 / (Fraction(fps).limit_denominator(100_000) * time_base)  # frame period in time_base units
+    target = first_pts + int(math.floor(start * ticks_per_frame))
+    try:
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+    except av.FFmpegError:
+        return None
+    out: list[np.ndarray] = []
+    last = None
+    previous_index = None
+    for frame in _decoded(container, stream, path):
+        if frame.pts is None:
+            return None
+        position = (frame.pts - first_pts) / ticks_per_frame
+        index = round(position)
+        # Irregular timestamps: off the frame grid, or not one period after the previous frame.
+        if abs(position - index) > 0.25 or (previous_index is not None and index != previous_index + 1):
+            return None
+        if previous_index is None and index > start:
+            return None  # the seek landed after the frame we need
+        previous_index = index
+        if index >= start:
+            out.append(_to_rgb(frame, size))
+            if len(out) == count:
+                break
+        last = frame
+    if not out:
+        if last is None:
+            return None
+        out.append(_to_rgb(last, size))
+    return out
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = 24000) -> np.ndarray:
+    """(S,) float32 mono in [-1, 1]: the whole first audio track, resampled to ``sample_rate``.
+
+    PyAV's AudioResampler (swresample) changes the rate and sample format; the channels are then
+    averaged, as ``librosa.to_mono`` does (swresample's own downmix would scale a stereo tone by sqrt 2).
+    Raises DecodeError (``no_audio_stream``, ``unreadable``, ``decode_failed``, ``empty``).
+    """
+    path = str(path)
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise DecodeError(path, "no_audio_stream", "no audio stream")
+        stream = container.streams.audio[0]
+        stream.thread_type = "AUTO"
+        resampler = av.AudioResampler(format="fltp", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        try:
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    for out in resampler.resample(frame):
+                        chunks.append(out.to_ndarray().mean(axis=0))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().mean(axis=0))
+        except av.FFmpegError as error:
+            raise DecodeError(path, "decode_failed", f"audio decoding failed ({_ffmpeg_message(error)})") from error
+    if not chunks:
+        raise DecodeError(path, "empty", "no audio could be decoded")
+    return np.clip(np.concatenate(chunks).astype(np.float32, copy=False), -1.0, 1.0)
