@@ -248,11 +248,11 @@ def build_encoders(model_cfg) -> tuple[nn.Module, nn.Module]:
     if c3d_mode not in ("no_temporal_pool", "tile"):
         raise UserError(f"model.c3d_audio is {c3d_mode!r}; choose no_temporal_pool or tile")
     tile = name == "c3d" and c3d_mode == "tile"
+    if model_cfg.shared and name == "c3d" and not tile:
+        raise UserError("model.shared=true with backbone c3d needs model.c3d_audio=tile: the shared C3D "
+                        "pools time, which a T=1 spectrogram does not have")
     video = build_backbone(name, 3, depth, width)
     if model_cfg.shared:
-        if name == "c3d" and not tile:
-            raise UserError("model.shared=true with backbone c3d needs model.c3d_audio=tile: the shared C3D "
-                            "pools time, which a T=1 spectrogram does not have")
         return video, AudioEncoder(video, "tile" if tile else "repeat", in_channels=3)
     audio = build_backbone(name, 1, depth, width, temporal_pool=not (name == "c3d" and not tile))
     return video, AudioEncoder(audio, "tile" if tile else "single", in_channels=1)
