@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 from torch import Tensor, nn
 
+from avcl.config import ModelConfig
 from avcl.errors import UserError
 
 BACKBONES = ("c3d", "r3d", "r21d")
@@ -76,8 +76,8 @@ class BasicBlock(nn.Module):
 class Backbone(nn.Module):
     """A 3D CNN mapping a clip ``(B, C, T, H, W)`` to a feature vector ``(B, out_dim)``.
 
-    Subclasses list their stages in ``self.stages`` (an ``nn.ModuleDict`` would rename the
-    torchvision-compatible keys, so stages are plain attributes named in ``_stage_names``).
+    Subclasses register their stages as plain attributes (so state-dict keys stay torchvision's) and
+    list the attribute names, in order, in ``_stage_names``.
     """
 
     out_dim: int
@@ -95,8 +95,8 @@ class Backbone(nn.Module):
         Runs the network only as deep as the deepest layer asked for.
         """
         unknown = [name for name in layers if name not in FEATURE_LAYERS]
-        if unknown:
-            raise ValueError(f"unknown feature layer(s) {unknown}; choose from {', '.join(FEATURE_LAYERS)}")
+        if unknown or not layers:
+            raise ValueError(f"feature layers {list(layers)}: ask for one or more of {', '.join(FEATURE_LAYERS)}")
         maps = {"conv5" if name == "pool" else name for name in layers}
         feature_at = {stage: name for name, stage in self._stage_of.items()}
         last = max(self._stage_names.index(self._stage_of[name]) for name in maps)
@@ -234,7 +234,7 @@ class AudioEncoder(nn.Module):
         return self.backbone.forward_features(self.to_clip(spec), layers)
 
 
-def build_encoders(model_cfg) -> tuple[nn.Module, nn.Module]:
+def build_encoders(model_cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
     """``(video_encoder, audio_encoder)`` from an ``avcl.config.ModelConfig``.
 
     Default: two independent backbones of the same type (3 and 1 input channels), as the paper.
@@ -244,7 +244,7 @@ def build_encoders(model_cfg) -> tuple[nn.Module, nn.Module]:
     (the audio copy does not pool time) or ``tile`` (the spectrogram is tiled to 16 frames).
     """
     name, depth, width = model_cfg.backbone, model_cfg.depth, model_cfg.width
-    c3d_mode = getattr(model_cfg, "c3d_audio", "no_temporal_pool")
+    c3d_mode = model_cfg.c3d_audio
     if c3d_mode not in ("no_temporal_pool", "tile"):
         raise UserError(f"model.c3d_audio is {c3d_mode!r}; choose no_temporal_pool or tile")
     tile = name == "c3d" and c3d_mode == "tile"
