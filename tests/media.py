@@ -7,9 +7,11 @@ Public helpers (a stable API that any test may import):
   every frame differs from its neighbours, and the audio is a pure tone.
 - ``write_audio(path, ...) -> Path``: a file holding an audio track and no video track.
 - ``write_corrupt(path, kind) -> Path``: unusable files: ``garbage`` bytes, a ``truncated`` video,
-  an ``empty`` file, or a ``text`` file, all with whatever (video) extension ``path`` has.
+  an ``empty`` file, a ``text`` file, a ``damaged`` video (packets overwritten), all with whatever (video)
+  extension ``path`` has; and ``damaged_spot``, a video with one damaged packet that still decodes.
 - ``moving_frames(num_frames, height, width) -> (n, h, w, 3) uint8``: the default frame content.
 - ``tone(seconds, sample_rate, channels, tone_hz) -> (channels, samples) float32``: the default audio.
+- ``vfr_times(num_frames, fps) -> (n,) float``: the presentation times ``write_video(vfr=True)`` uses.
 - ``has_encoder(name) -> bool``: whether the bundled FFmpeg can encode with ``name``.
 """
 from __future__ import annotations
@@ -55,7 +57,7 @@ def tone(seconds: float, sample_rate: int, channels: int = 1, tone_hz: float = 4
     return np.repeat(wave[None], channels, axis=0)
 
 
-def _vfr_times(num_frames: int, fps: float) -> np.ndarray:
+def vfr_times(num_frames: int, fps: float) -> np.ndarray:
     """Irregular presentation times (seconds) whose mean spacing is 1/fps: gaps cycle 0.5, 1.5, 0.75, 1.25 frames."""
     gaps = np.resize(np.array([0.5, 1.5, 0.75, 1.25]), num_frames) / fps
     return np.concatenate([[0.0], np.cumsum(gaps[:-1])])
@@ -110,17 +112,25 @@ def write_video(
     tone_hz: float = 440.0,
     pix_fmt: str = "yuv420p",
     vfr: bool = False,
+    gop: int = 10,
+    mux_options: dict[str, str] | None = None,
 ) -> Path:
     """Write a real video file and return its path.
 
     ``frames``: (n, h, w, 3) uint8 RGB frames; by default ``moving_frames(num_frames, *size)`` with
     ``size = (height, width)``. ``fps`` is the frame rate; with ``vfr=True`` the frames get irregular
     presentation timestamps (mean spacing 1/fps, gaps of 0.5 to 1.5 frame periods) in a 1/1000 s
-    time base. H.264 is written with B-frames, so decode order differs from presentation order.
+    time base. H.264 is written with B-frames, so decode order differs from presentation order, and a
+    keyframe every ``gop`` frames, so that seeking lands in the middle of a video.
     The audio track, when ``audio``, is a tone of ``tone_hz`` and amplitude 0.5 lasting
     ``audio_seconds`` (default: the video's duration) at ``sample_rate`` with ``channels`` (1 or 2)
     identical channels. The container is chosen by FFmpeg from the extension. Note that FFmpeg's own
-    Vorbis encoder accepts only stereo, and H.264 in ``yuv420p`` needs even sizes (use ``yuv444p``).
+    Vorbis encoder accepts only stereo, and libx264 in ``yuv420p`` needs even sizes (use ``yuv444p``;
+    VP9 and MPEG-4 accept odd sizes in ``yuv420p``).
+
+    ``mux_options`` replaces the muxer options. By default AVI files get ``avoid_negative_ts=disabled``:
+    with FFmpeg's default, the priming delay of an AAC or MP3 track makes the AVI muxer skip two video
+    frames after the first one (timestamps 0, 3, 4, ...); pass ``{}`` to get such a file on purpose.
     """
     path = Path(path)
     if frames is None:
@@ -128,14 +138,14 @@ def write_video(
     num_frames, height, width = frames.shape[:3]
     rate = Fraction(fps).limit_denominator(1001)
     time_base = Fraction(1, 1000) if vfr else 1 / rate
-    times = _vfr_times(num_frames, fps) if vfr else np.arange(num_frames) / rate
-    # FFmpeg's AVI muxer turns the negative start of an audio encoder's priming samples (AAC, MP3) into
-    # two skipped video frames after the first one; keep test files free of that artefact.
-    options = {"avoid_negative_ts": "disabled"} if path.suffix.lower() == ".avi" else {}
-    with av.open(str(path), "w", options=options) as container:
+    times = vfr_times(num_frames, fps) if vfr else np.arange(num_frames) / rate
+    if mux_options is None:
+        mux_options = {"avoid_negative_ts": "disabled"} if path.suffix.lower() == ".avi" else {}
+    with av.open(str(path), "w", options=mux_options) as container:
         vstream = container.add_stream(codec, rate=rate)
         vstream.width, vstream.height, vstream.pix_fmt = width, height, pix_fmt
         vstream.codec_context.time_base = time_base
+        vstream.codec_context.gop_size = gop
         if codec == "libx264":
             vstream.codec_context.options = {"preset": "veryfast", "crf": "18"}
             vstream.codec_context.max_b_frames = 2
@@ -178,7 +188,9 @@ def write_corrupt(path: str | Path, kind: str = "garbage") -> Path:
 
     ``garbage``: 64 KiB of deterministic random bytes; ``truncated``: a real H.264/AAC video cut to its
     first third (for .mp4 this loses the index at the end of the file); ``empty``: zero bytes;
-    ``text``: a few lines of plain text.
+    ``text``: a few lines of plain text; ``damaged``: a real H.264 video (in the container of the
+    extension) whose video packets after the first are overwritten with random bytes, so that decoding
+    fails; ``damaged_spot``: the same with only the middle video packet overwritten (still decodable).
     """
     path = Path(path)
     if kind == "garbage":
@@ -187,10 +199,21 @@ def write_corrupt(path: str | Path, kind: str = "garbage") -> Path:
         write_video(path, num_frames=50)
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 3])
+    elif kind in ("damaged", "damaged_spot"):
+        write_video(path, num_frames=50, audio=False)
+        with av.open(str(path)) as container:
+            packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size and p.pos is not None and p.pos >= 0]
+        chosen = packets[1:] if kind == "damaged" else [packets[len(packets) // 2]]
+        data = bytearray(path.read_bytes())
+        rng = np.random.default_rng(0)
+        for pos, size in chosen:
+            # Keep the first bytes (the H.264 length prefix) so that the demuxer still finds the packet.
+            data[pos + 4 : pos + size] = rng.integers(0, 256, size - 4, dtype=np.uint8).tobytes()
+        path.write_bytes(bytes(data))
     elif kind == "empty":
         path.write_bytes(b"")
     elif kind == "text":
         path.write_text("This is not a video.\nJust a note that happens to have a video extension.\n")
     else:
-        raise ValueError(f"unknown kind {kind!r}: expected garbage, truncated, empty or text")
+        raise ValueError(f"unknown kind {kind!r}: expected garbage, truncated, empty, text, damaged or damaged_spot")
     return path

@@ -16,11 +16,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from avcl.errors import UserError
 
@@ -35,6 +35,7 @@ REASONS: dict[str, str] = {
 }
 
 DEFAULT_SIZE = (128, 171)  # (height, width), the VCOP convention (METHOD.md section 1)
+MAX_BAD_PACKETS = 8  # damaged packets skipped per stream before a file counts as undecodable
 
 
 class DecodeError(UserError):
@@ -148,22 +149,44 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         )
 
 
-def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, resized by swscale to ``size = (height, width)`` (None: source size)."""
-    if size is None:
-        array = frame.to_ndarray(format="rgb24")
-    else:
-        height, width = size
-        array = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BILINEAR")
-    return np.ascontiguousarray(array)
+class _ToRGB:
+    """Converts decoded frames to (H, W, 3) uint8 RGB of ``size = (height, width)`` (None: source size).
+
+    swscale resizes and converts in one pass; keeping one reformatter reuses its scaling context, which
+    makes the conversion several times faster than ``frame.to_ndarray(width=..., height=...)`` per frame.
+    """
+
+    def __init__(self, size: tuple[int, int] | None) -> None:
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            raise ValueError(f"size must be (height, width) with positive values or None, got {size!r}")
+        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        height, width = self.size if self.size is not None else (frame.height, frame.width)
+        rgb = self.reformatter.reformat(frame, width=width, height=height, format="rgb24", interpolation="BILINEAR")
+        return np.ascontiguousarray(rgb.to_ndarray())
 
 
-def _decoded(container, stream, path: str) -> Iterator[av.VideoFrame]:
-    """Decoded frames of ``stream`` from the current position; FFmpeg errors become DecodeError."""
+def _decoded(container, stream, path: str) -> Iterator[av.frame.Frame]:
+    """Decoded frames of ``stream`` from the current position.
+
+    A packet the decoder rejects is skipped, as the ffmpeg command does, so that one damaged spot does not
+    lose a whole video; more than ``MAX_BAD_PACKETS`` of them, or a read error, raise DecodeError.
+    """
+    bad = 0
     try:
         for packet in container.demux(stream):
-            for frame in packet.decode():
-                yield frame
+            try:
+                frames = packet.decode()
+            except av.InvalidDataError as error:
+                bad += 1
+                if bad > MAX_BAD_PACKETS:
+                    raise DecodeError(
+                        path, "decode_failed", f"decoding failed: more than {MAX_BAD_PACKETS} damaged packets ({_ffmpeg_message(error)})"
+                    ) from error
+                continue
+            yield from frames
     except av.FFmpegError as error:
         raise DecodeError(path, "decode_failed", f"decoding failed ({_ffmpeg_message(error)})") from error
 
@@ -192,18 +215,19 @@ def iter_frames(
         raise ValueError(f"fps must be positive, got {fps}")
     with _open(path) as container:
         stream = _open_video(container, path)
+        to_rgb = _ToRGB(size)
         if fps is None:
             count = 0
             for frame in _decoded(container, stream, path):
                 count += 1
-                yield _to_rgb(frame, size)
+                yield to_rgb(frame)
             if count == 0:
                 raise DecodeError(path, "empty", "no video frame could be decoded")
             return
-        yield from _resample(_decoded(container, stream, path), path, size, fps, _frame_rate(stream))
+        yield from _resample(_decoded(container, stream, path), path, to_rgb, fps, _frame_rate(stream))
 
 
-def _resample(frames: Iterator[av.VideoFrame], path: str, size, fps: float, source_fps: float) -> Iterator[np.ndarray]:
+def _resample(frames: Iterator[av.VideoFrame], path: str, to_rgb: _ToRGB, fps: float, source_fps: float) -> Iterator[np.ndarray]:
     """Constant-rate resampling by presentation time (see ``iter_frames``)."""
     period = 1.0 / (source_fps or fps)  # how long a frame lasts when its successor gives no time
     current: av.VideoFrame | None = None
@@ -221,7 +245,7 @@ def _resample(frames: Iterator[av.VideoFrame], path: str, size, fps: float, sour
         else:
             while t0 + k / fps < time - 1e-9:  # output times before this frame show the current one
                 if current_rgb is None:
-                    current_rgb = _to_rgb(current, size)
+                    current_rgb = to_rgb(current)
                 yield current_rgb.copy()
                 k += 1
         current, current_time, current_rgb = frame, time, None
@@ -229,7 +253,7 @@ def _resample(frames: Iterator[av.VideoFrame], path: str, size, fps: float, sour
         raise DecodeError(path, "empty", "no video frame could be decoded")
     last_period = float(current.duration * current.time_base) if current.duration and current.time_base else period
     end = current_time + last_period
-    current_rgb = _to_rgb(current, size)
+    current_rgb = to_rgb(current)
     while t0 + k / fps < end - 1e-9:
         yield current_rgb.copy()
         k += 1
@@ -257,18 +281,18 @@ def read_frames(
     frames = None
     if start > 0:
         with _open(path) as container:
-            frames = _read_after_seek(container, _open_video(container, path), path, start, count, size)
+            frames = _read_after_seek(container, _open_video(container, path), path, start, count, _ToRGB(size))
     if frames is None:  # start == 0, or the seek was not usable: count frames from a fresh start
         with _open(path) as container:
             stream = _open_video(container, path)
-            frames = _read_sequential(_decoded(container, stream, path), start, count, size)
+            frames = _read_sequential(_decoded(container, stream, path), start, count, _ToRGB(size))
     if not frames:
         raise DecodeError(path, "empty", "no video frame could be decoded")
     frames += [frames[-1]] * (count - len(frames))
     return np.stack(frames)
 
 
-def _read_sequential(frames: Iterator[av.VideoFrame], start: int, count: int, size) -> list[np.ndarray]:
+def _read_sequential(frames: Iterator[av.VideoFrame], start: int, count: int, to_rgb: _ToRGB) -> list[np.ndarray]:
     """Count decoded frames from the current position (the beginning); keep frames start..start+count-1.
 
     When the video has ``start`` frames or fewer, the last frame is kept so that it can be repeated.
@@ -277,24 +301,26 @@ def _read_sequential(frames: Iterator[av.VideoFrame], start: int, count: int, si
     last = None
     for index, frame in enumerate(frames):
         if index >= start:
-            out.append(_to_rgb(frame, size))
+            out.append(to_rgb(frame))
             if len(out) == count:
                 break
         last = frame
     if not out and last is not None:
-        out.append(_to_rgb(last, size))
+        out.append(to_rgb(last))
     return out
 
 
-def _read_after_seek(container, stream, path: str, start: int, count: int, size) -> list[np.ndarray] | None:
+def _read_after_seek(container, stream, path: str, start: int, count: int, to_rgb: _ToRGB) -> list[np.ndarray] | None:
     """Seek near ``start`` and decode forward; None when timestamps do not allow it (caller falls back)."""
-    fps = _frame_rate(stream)
+    rate = stream.average_rate or stream.guessed_rate
     time_base = stream.time_base
-    if not fps or time_base is None:
+    if not rate or rate <= 0 or time_base is None:
         return None
     first_pts = stream.start_time or 0
-    ticks_per_frame = 1 / (Fraction(fps).limit_denominator(100_000) * time_base)  # frame period in time_base units
-    target = first_pts + int(math.floor(start * ticks_per_frame))
+    ticks_per_frame = 1 / (rate * time_base)  # the frame period in time_base units (exact, a Fraction)
+    target = first_pts + math.floor(start * ticks_per_frame)
+    if _index_has_gaps(stream, ticks_per_frame, target):
+        return None
     try:
         container.seek(target, stream=stream, backward=True, any_frame=False)
     except av.FFmpegError:
@@ -314,15 +340,30 @@ def _read_after_seek(container, stream, path: str, start: int, count: int, size)
             return None  # the seek landed after the frame we need
         previous_index = index
         if index >= start:
-            out.append(_to_rgb(frame, size))
+            out.append(to_rgb(frame))
             if len(out) == count:
                 break
         last = frame
     if not out:
         if last is None:
             return None
-        out.append(_to_rgb(last, size))
+        out.append(to_rgb(last))
     return out
+
+
+def _index_has_gaps(stream, ticks_per_frame, until: int) -> bool:
+    """True when the demuxer's index shows frames off the regular grid before timestamp ``until``.
+
+    MP4, MOV and AVI index every packet; their timestamps (decode times, regular too with B-frames) then
+    reveal frames the muxer skipped and variable frame rates before the seek point, which decoding after
+    the seek cannot see. Indexes of keyframes only (Matroska cues) prove nothing and pass.
+    """
+    entries = stream.index_entries
+    every_packet = any(not entry.is_keyframe for entry in entries[:16]) or 0 < stream.frames <= len(entries)
+    if len(entries) < 2 or not every_packet:
+        return False
+    times = sorted(entry.timestamp for entry in entries if entry.timestamp <= until + ticks_per_frame)
+    return any(abs((b - a) / ticks_per_frame - 1) > 0.25 for a, b in zip(times, times[1:]))
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int = 24000) -> np.ndarray:
@@ -341,14 +382,11 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 24000) -> np.ndarray:
         resampler = av.AudioResampler(format="fltp", rate=sample_rate)
         chunks: list[np.ndarray] = []
         try:
-            for packet in container.demux(stream):
-                for frame in packet.decode():
-                    for out in resampler.resample(frame):
-                        chunks.append(out.to_ndarray().mean(axis=0))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().mean(axis=0))
-        except av.FFmpegError as error:
-            raise DecodeError(path, "decode_failed", f"audio decoding failed ({_ffmpeg_message(error)})") from error
+            for frame in _decoded(container, stream, path):
+                chunks += [out.to_ndarray().mean(axis=0) for out in resampler.resample(frame)]
+            chunks += [out.to_ndarray().mean(axis=0) for out in resampler.resample(None)]
+        except (av.FFmpegError, ValueError) as error:  # ValueError: the audio format changes mid-stream
+            raise DecodeError(path, "decode_failed", f"audio resampling failed ({_ffmpeg_message(error)})") from error
     if not chunks:
         raise DecodeError(path, "empty", "no audio could be decoded")
     return np.clip(np.concatenate(chunks).astype(np.float32, copy=False), -1.0, 1.0)
