@@ -1,0 +1,281 @@
+"""``avcl prepare SRC OUT``: decode every video once, in parallel, into the prepared cache.
+
+Worker processes decode one video each: frames are streamed from the decoder, resized, JPEG-encoded and
+appended to the worker's own shard file one at a time, then the log-mel of the whole audio track follows;
+the worker flushes and fsyncs its shard and sends back a small index entry. The parent appends that
+entry to ``index.jsonl`` (flushed and fsynced), so a video is prepared exactly when its line exists.
+
+Interrupted (Ctrl-C, SIGKILL, a crashed worker), a second run with the same SRC and OUT resumes: it
+reads the index and ``skipped.jsonl``, cuts a torn last line, and decodes only the videos not yet in
+either. Memory stays flat: the parent keeps a few futures in flight and no frames.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import fcntl
+import os
+import secrets
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from tqdm import tqdm
+
+from avcl.data import cache as C
+from avcl.data.audio import MelSettings, log_mel
+from avcl.data.decode import DecodeError, iter_frames, probe, read_audio
+from avcl.data.sources import VideoItem, class_names, find_videos
+from avcl.errors import UserError
+
+DEFAULT_QUALITY = C.DEFAULT_QUALITY
+NO_AUDIO_NOTE = "usable by video-only methods only"
+# The options a resumed run must share with the first one (the frames and spectrograms must agree).
+_BINDING = ("format", "version", "frame_size", "fps", "jpeg_quality", "mel")
+
+# State of a worker process (or of the parent with workers=0), set by _init_worker.
+_writer: C.ShardWriter | None = None
+_options: dict = {}
+
+
+def _init_worker(shard_dir: str, run_id: str, options: dict, ignore_sigint: bool) -> None:
+    global _writer, _options
+    if ignore_sigint:  # Ctrl-C is the parent's to handle; it stops the workers itself
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _writer = C.ShardWriter(Path(shard_dir), f"{run_id}-{os.getpid()}")
+    _options = options
+
+
+def _skip(path: str, reason: str, message: str, video_only: bool = False) -> dict:
+    record = {"path": path, "reason": reason, "message": message}
+    if video_only:  # kept in the index without audio, listed here so the report names it
+        record["video_only"] = True
+    return record
+
+
+def _prepare_one(item: VideoItem) -> dict:
+    """Decode one video into this process's shard. Returns ``{"entry": dict | None, "skip": dict | None}``."""
+    opts = _options
+    mel_settings = MelSettings(**opts["mel"])
+    size = tuple(opts["frame_size"])
+    try:
+        info = probe(item.path)
+        mel, audio_skip = None, None
+        if not info.has_audio:
+            audio_skip = _skip(item.path, "no_audio_stream", f"no audio stream: {NO_AUDIO_NOTE}", True)
+        else:
+            try:
+                mel = log_mel(read_audio(item.path, mel_settings.sample_rate), mel_settings)
+            except DecodeError as error:
+                audio_skip = _skip(item.path, error.reason, f"audio: {error.detail}: {NO_AUDIO_NOTE}", True)
+        frames = (C.encode_frame(f, opts["quality"]) for f in iter_frames(item.path, size=size, fps=opts["fps"]))
+        location = _writer.write_video(frames, mel)
+    except DecodeError as error:
+        return {"entry": None, "skip": _skip(item.path, error.reason, error.detail)}
+    except Exception as error:  # an unexpected failure on one file must not stop a long prepare
+        return {"entry": None, "skip": _skip(item.path, "error", f"{type(error).__name__}: {error}")}
+    if location["num_frames"] < opts["min_frames"]:
+        return {"entry": None, "skip": _skip(
+            item.path, "too_short", f"{location['num_frames']} frames, fewer than --min-frames {opts['min_frames']}")}
+    fps = float(opts["fps"] or info.fps)
+    entry = {
+        "path": item.path,
+        "label": item.label,
+        "split": item.split,
+        "num_frames": location["num_frames"],
+        "fps": fps,
+        "duration": location["num_frames"] / fps if fps > 0 else info.duration,
+        "has_audio": mel is not None,
+        **{k: location[k] for k in ("mel_frames", "shard", "offset", "table_offset", "mel_offset", "stats_offset", "size")},
+    }
+    return {"entry": entry, "skip": audio_skip}
+
+
+def _settings(size: tuple[int, int], fps: float | None, quality: int) -> dict:
+    return {
+        "format": C.FORMAT,
+        "version": C.VERSION,
+        "frame_size": [int(size[0]), int(size[1])],
+        "fps": fps,
+        "jpeg_quality": int(quality),
+        "mel": dataclasses.asdict(MelSettings()),
+    }
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    """First run: record the settings. Later runs: they must match (frames of one size, one quality...)."""
+    path = out / C.SETTINGS
+    if not path.exists():
+        C.write_json_atomic(path, settings)
+        return
+    import json
+
+    old = json.loads(path.read_text())
+    changed = [k for k in _BINDING if old.get(k) != settings.get(k)]
+    if changed:
+        what = ", ".join(f"{k} {old.get(k)!r} (now {settings.get(k)!r})" for k in changed)
+        raise UserError(f"{out} was prepared with {what}; run with the same options to resume, or use a new OUT folder")
+
+
+def _lock(out: Path):
+    handle = open(out / ".lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UserError(f"{out}: another `avcl prepare` is writing this folder; wait for it or use another OUT")
+    return handle
+
+
+def _stop_workers(executor: cf.ProcessPoolExecutor) -> None:
+    executor.shutdown(wait=False, cancel_futures=True)
+    # No public way to stop busy workers before Python 3.14 (terminate_workers): they would finish their
+    # current video first, whose bytes are unreferenced anyway.
+    if hasattr(executor, "terminate_workers"):
+        executor.terminate_workers()
+        return
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        process.terminate()
+
+
+def _results(pending: list[VideoItem], workers: int, shard_dir: Path, run_id: str, options: dict):
+    """Yield ``(item, result)`` as videos finish, with at most ``2 * workers`` in flight."""
+    if workers == 0:
+        _init_worker(str(shard_dir), run_id, options, ignore_sigint=False)
+        try:
+            for item in pending:
+                yield item, _prepare_one(item)
+        finally:
+            _writer.close()
+        return
+    executor = cf.ProcessPoolExecutor(workers, initializer=_init_worker,
+                                      initargs=(str(shard_dir), run_id, options, True))
+    queue = iter(pending)
+    in_flight: dict[cf.Future, VideoItem] = {}
+    try:
+        while True:
+            while len(in_flight) < 2 * workers:
+                item = next(queue, None)
+                if item is None:
+                    break
+                in_flight[executor.submit(_prepare_one, item)] = item
+            if not in_flight:
+                break
+            done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                item = in_flight.pop(future)
+                try:
+                    result = future.result()
+                except cf.process.BrokenProcessPool as error:
+                    busy = ", ".join(sorted(i.path for i in [item, *in_flight.values()])[:4])
+                    raise UserError(
+                        f"a worker process died while preparing one of: {busy}; what was finished is kept, "
+                        f"run the same command again to resume (--workers 1 shows which file kills it)"
+                    ) from error
+                yield item, result
+    except BaseException:
+        _stop_workers(executor)
+        raise
+    executor.shutdown(wait=True)
+
+
+def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, int] = (128, 171),
+            fps: float | None = None, quality: int = DEFAULT_QUALITY, workers: int | None = None,
+            min_frames: int = 16, videos_root: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """Decode the videos of ``src`` (class folders or a CSV, see ``avcl.data.sources``) into the cache ``out``.
+
+    ``size``: (height, width) of the stored frames; ``fps``: resample to this rate (None keeps the source
+    frames); ``quality``: JPEG quality 1-100; ``workers``: processes (None: one per core, 0: this
+    process); ``min_frames``: shorter videos are skipped. Resumes an interrupted run on the same ``out``.
+    Returns the summary that is also written to ``out/report.json``.
+    """
+    started = time.perf_counter()
+    if not 1 <= quality <= 100:
+        raise UserError(f"--quality must be within 1..100, got {quality}")
+    if min(size) < 1 or fps is not None and fps <= 0:
+        raise UserError(f"--size must be positive and --fps positive, got size {size}, fps {fps}")
+    workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 0)
+    items, missing = find_videos(src, videos_root)
+    out = Path(out)
+    shard_dir = out / C.SHARDS
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock(out)
+    try:
+        settings = _settings(size, fps, quality)
+        _check_settings(out, settings)
+        (out / C.META).unlink(missing_ok=True)  # unfinished until this run completes
+        index_path, skipped_path = out / C.INDEX, out / C.SKIPPED
+        C.repair_jsonl(index_path)
+        C.repair_jsonl(skipped_path)
+        # Done: in the index, or skipped as unusable. A video-only line without its index line (killed
+        # between the two appends) is prepared again; the report keeps one line per path.
+        done = {r["path"] for r in C.read_jsonl(index_path)}
+        done |= {r["path"] for r in C.read_jsonl(skipped_path) if not r.get("video_only")}
+        pending = [item for item in items if item.path not in done]
+        options = {**settings, "quality": quality, "min_frames": min_frames}
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        new = 0
+        bar = tqdm(total=len(items), initial=len(items) - len(pending), unit="video", desc="prepare",
+                   disable=not progress, dynamic_ncols=True, smoothing=0.05)
+        try:
+            with open(index_path, "a") as index, open(skipped_path, "a") as skipped:
+                for item, result in _results(pending, workers, shard_dir, run_id, options):
+                    if result["skip"] is not None:
+                        C.append_jsonl(skipped, result["skip"])
+                    if result["entry"] is not None:
+                        C.append_jsonl(index, result["entry"])
+                        new += 1
+                    bar.update()
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"interrupted: {new} videos prepared in this run are kept; run the same command to resume",
+                  file=sys.stderr)
+            raise
+        bar.close()
+        skip_records = list({r["path"]: r for r in C.read_jsonl(skipped_path)}.values())
+        unusable = [r for r in skip_records if not r.get("video_only")]
+        meta = C.write_meta(out, settings, class_names(items), skipped=len(unusable))
+        counts = meta["counts"]
+        summary = {
+            "src": str(src),
+            "out": str(out),
+            "prepared": counts["videos"],
+            "prepared_this_run": new,
+            "with_audio": counts["with_audio"],
+            "skipped": len(unusable),
+            "skipped_by_reason": dict(Counter(r["reason"] for r in unusable)),
+            "video_only": counts["videos"] - counts["with_audio"],
+            "missing": len(missing),
+            "seconds_of_video": counts["seconds"],
+            "bytes": counts["bytes"],
+            "bytes_per_10s": meta["bytes_per_10s"],
+            "elapsed_seconds": round(time.perf_counter() - started, 2),
+            "skipped_files": skip_records,
+            "missing_files": [{"path": p, "reason": "missing", "message": m} for p, m in missing],
+        }
+        C.write_json_atomic(out / C.REPORT, summary)
+    finally:
+        lock.close()
+    if progress:
+        print(format_summary(summary))
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    mb = summary["bytes_per_10s"] / 1e6 if summary["bytes_per_10s"] else float("nan")
+    lines = [
+        f"prepared {summary['prepared']} videos ({summary['prepared_this_run']} in this run, "
+        f"{summary['with_audio']} with audio) into {summary['out']} in {summary['elapsed_seconds']:.1f} s; "
+        f"{mb:.2f} MB per 10 s of video",
+    ]
+    for reason, count in sorted(summary["skipped_by_reason"].items()):
+        lines.append(f"  skipped {count}: {reason}")
+    if summary["video_only"]:
+        lines.append(f"  kept without audio ({NO_AUDIO_NOTE}): {summary['video_only']}")
+    if summary["missing"]:
+        lines.append(f"  listed but missing: {summary['missing']}")
+    if summary["skipped"] or summary["video_only"] or summary["missing"]:
+        lines.append(f"  every file and its reason: {Path(summary['out']) / C.REPORT}")
+    return "\n".join(lines)
