@@ -8,13 +8,13 @@ by ``librosa.power_to_db(ref=1.0, amin=1e-10, top_db=80)`` gives with the same s
 
 dB reference: ``ref=1.0`` (absolute, not the spectrogram's maximum), so the same sound gives the same
 values in every video and silence is well defined: a power below ``amin = 1e-10`` reads as -100 dB, and
-nothing is lower than the spectrogram's maximum minus ``top_db``. With these settings the lowest mel
-bands are narrower than one FFT bin and some receive no bin at all: they always hold the floor value.
+nothing is lower than the spectrogram's maximum minus ``top_db``. With these settings the mel bands
+below about 1 kHz are narrower than the 23.4 Hz FFT bins: each sees one or two bins, so neighbouring low
+bands repeat each other.
 """
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import dataclass
 
 import librosa
@@ -41,16 +41,9 @@ class MelSettings:
 @functools.lru_cache(maxsize=8)
 def _mel_basis(settings: MelSettings) -> torch.Tensor:
     """(n_mels, n_fft // 2 + 1) float32 Slaney mel filter bank."""
-    with warnings.catch_warnings():
-        # The lowest bands of 256 mels over 513 FFT bins are empty; that is expected (module docstring).
-        warnings.filterwarnings("ignore", message="Empty filters detected")
-        basis = librosa.filters.mel(
-            sr=settings.sample_rate,
-            n_fft=settings.n_fft,
-            n_mels=settings.n_mels,
-            fmin=settings.fmin,
-            fmax=settings.fmax,
-        )
+    basis = librosa.filters.mel(
+        sr=settings.sample_rate, n_fft=settings.n_fft, n_mels=settings.n_mels, fmin=settings.fmin, fmax=settings.fmax
+    )
     return torch.from_numpy(basis.astype(np.float32))
 
 
