@@ -145,6 +145,9 @@ def test_read_frames_matches_iter_frames(tmp_path, name, options):
     assert np.array_equal(tail[:5], full[55:]) and all(np.array_equal(f, full[-1]) for f in tail[5:])
     beyond = read_frames(path, 100, 2, size=(32, 40))
     assert np.array_equal(beyond, np.stack([full[-1], full[-1]]))
+    # A single decoder thread (one per worker process) decodes the same frames.
+    assert np.array_equal(read_frames(path, 30, 4, size=(32, 40), threads=1), full[30:34])
+    assert np.array_equal(np.stack(list(iter_frames(path, size=(32, 40), threads=1))), full)
 
 
 def test_read_frames_seeks_on_constant_rate_streams(tmp_path):

@@ -16,7 +16,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import av
 import numpy as np
@@ -191,9 +190,12 @@ def _decoded(container, stream, path: str) -> Iterator[av.frame.Frame]:
         raise DecodeError(path, "decode_failed", f"decoding failed ({_ffmpeg_message(error)})") from error
 
 
-def _open_video(container, path: str):
+def _open_video(container, path: str, threads: int = 0):
     stream = _video_stream(container, path)
-    stream.thread_type = "AUTO"  # frame and slice threads: several times faster on multi-core machines
+    # Frame and slice threads make one decoder several times faster on a multi-core machine; with one
+    # decoder per core (worker processes) a single thread each avoids oversubscription.
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = threads
     return stream
 
 
@@ -201,6 +203,8 @@ def iter_frames(
     path: str | os.PathLike,
     size: tuple[int, int] | None = DEFAULT_SIZE,
     fps: float | None = None,
+    *,
+    threads: int = 0,
 ) -> Iterator[np.ndarray]:
     """Yield (H, W, 3) uint8 RGB frames in presentation order, resized to ``size = (height, width)``.
 
@@ -208,14 +212,14 @@ def iter_frames(
     time: output frame k shows the source frame on screen at ``t0 + k / fps`` (``t0`` the first
     frame's time), so frames are duplicated or dropped; this is what variable-frame-rate sources need.
     The last source frame lasts one frame period of its own. Only one decoded frame is held at a time.
-    Raises DecodeError (``no_video_stream``, ``unreadable``, ``decode_failed``, ``empty``).
+    ``threads``: decoder threads, 0 for one per core (see ``_open_video``). Raises DecodeError (``no_video_stream``, ``unreadable``, ``decode_failed``, ``empty``).
     """
     path = str(path)
     if fps is not None and fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
+    to_rgb = _ToRGB(size)
     with _open(path) as container:
-        stream = _open_video(container, path)
-        to_rgb = _ToRGB(size)
+        stream = _open_video(container, path, threads)
         if fps is None:
             count = 0
             for frame in _decoded(container, stream, path):
@@ -264,28 +268,31 @@ def read_frames(
     start: int,
     count: int,
     size: tuple[int, int] | None = DEFAULT_SIZE,
+    *,
+    threads: int = 0,
 ) -> np.ndarray:
     """(count, H, W, 3) uint8: ``count`` consecutive decoded frames from frame index ``start``.
 
     The frames are those ``iter_frames(path, size)`` yields at positions ``start .. start+count-1``.
     This is per-sample decoding as research code does it: open the file, seek to the keyframe at or
-    before ``start`` (its time computed from the frame rate), decode forward. Streams whose timestamps
-    are not regular after the seek point (variable frame rate, missing timestamps) are decoded from the
-    beginning instead, counting frames. On a constant-rate stream the index is the time in frame
-    periods; it differs from the decoded-frame count only for containers that skip frames (timestamp
-    gaps before ``start``). When the video ends early the last frame is repeated.
+    before ``start`` (its time computed from the frame rate), decode forward, and check that the decoded
+    timestamps sit on the frame grid. Streams whose timestamps are irregular (variable frame rate,
+    frames skipped by the muxer, missing timestamps), as the demuxer's index or the decoded frames show,
+    are decoded from the beginning instead, counting frames. When the video ends early the last frame is
+    repeated. ``threads`` as in ``iter_frames``.
     """
     path = str(path)
     if start < 0 or count < 1:
         raise ValueError(f"need start >= 0 and count >= 1, got start={start}, count={count}")
+    to_rgb = _ToRGB(size)
     frames = None
     if start > 0:
         with _open(path) as container:
-            frames = _read_after_seek(container, _open_video(container, path), path, start, count, _ToRGB(size))
+            frames = _read_after_seek(container, _open_video(container, path, threads), path, start, count, to_rgb)
     if frames is None:  # start == 0, or the seek was not usable: count frames from a fresh start
         with _open(path) as container:
-            stream = _open_video(container, path)
-            frames = _read_sequential(_decoded(container, stream, path), start, count, _ToRGB(size))
+            stream = _open_video(container, path, threads)
+            frames = _read_sequential(_decoded(container, stream, path), start, count, to_rgb)
     if not frames:
         raise DecodeError(path, "empty", "no video frame could be decoded")
     frames += [frames[-1]] * (count - len(frames))
@@ -374,6 +381,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 24000) -> np.ndarray:
     Raises DecodeError (``no_audio_stream``, ``unreadable``, ``decode_failed``, ``empty``).
     """
     path = str(path)
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     with _open(path) as container:
         if not container.streams.audio:
             raise DecodeError(path, "no_audio_stream", "no audio stream")
