@@ -2,10 +2,13 @@
 
 Public helpers (a stable API that any test may import):
 
-- ``write_video(path, ...) -> Path``: a real video (optionally with an audio track) in the container
-  implied by the file extension (.mp4, .mkv, .webm, .avi, .mov, ...). Frames move deterministically, so
-  every frame differs from its neighbours, and the audio is a pure tone.
-- ``write_audio(path, ...) -> Path``: a file holding an audio track and no video track.
+- ``write_video(path, *, frames=None, size=(48, 64), num_frames=25, fps=25, codec="libx264", audio=True,
+  audio_codec="aac", sample_rate=24000, channels=1, audio_seconds=None, tone_hz=440.0, pix_fmt="yuv420p",
+  vfr=False, gop=10, mux_options=None) -> Path``: a real video (optionally with an audio track) in the
+  container implied by the file extension (.mp4, .mkv, .webm, .avi, .mov, ...). Frames move
+  deterministically, so every frame differs from its neighbours, and the audio is a pure tone.
+- ``write_audio(path, *, seconds=1.0, codec="aac", sample_rate=24000, channels=1, tone_hz=440.0) -> Path``:
+  a file holding an audio track and no video track.
 - ``write_corrupt(path, kind) -> Path``: unusable files: ``garbage`` bytes, a ``truncated`` video,
   an ``empty`` file, a ``text`` file, a ``damaged`` video (packets overwritten), all with whatever (video)
   extension ``path`` has; and ``damaged_spot``, a video with one damaged packet that still decodes.
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.codec.codec import UnknownCodecError
 
 # Encoders that FFmpeg marks experimental and refuses without this option.
 _EXPERIMENTAL = {"vorbis", "opus"}
@@ -30,7 +34,7 @@ def has_encoder(name: str) -> bool:
     """True when the FFmpeg bundled with PyAV has an encoder called ``name``."""
     try:
         av.codec.Codec(name, "w")
-    except Exception:  # av raises its own UnknownCodecError subclass, not exported under one name
+    except UnknownCodecError:
         return False
     return True
 
