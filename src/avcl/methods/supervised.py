@@ -51,5 +51,5 @@ class Supervised(Method):
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         logits = self.logits(batch)
         loss = F.cross_entropy(logits, batch["label"])
-        acc = (logits.argmax(dim=1) == batch["label"]).float().mean()
+        acc = 100.0 * (logits.argmax(dim=1) == batch["label"]).float().mean()
         return {"loss": loss, "acc": acc.detach()}
