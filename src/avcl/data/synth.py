@@ -1,0 +1,633 @@
+"""The synthetic audio-visual action benchmark (``avcl synth``).
+
+Every class is a pair (visual action pattern, sound timbre): a ball that ``bounce``\\ s on the floor, a
+block that ``slide``\\ s between two walls, a pendulum that ``swing``\\ s against a post, a disc that
+``pulse``\\ s; each impact sounds like a ``bell``, a ``drum``, a ``pluck``\\ ed string or a ``clap``.
+Every pattern occurs with several timbres (classes that look alike and sound different) and every
+timbre with several patterns (classes that sound alike and look different), so video alone can at
+best tell the pattern and audio alone the timbre. Each sound starts exactly at the frame of its visual
+event, events recur over the whole clip, and every video draws its own nuisances (scene colours and
+texture, object shape, colour, size and position, event rate, duration, pixel noise, silent moving
+distractors, sounds without a visual event, background noise), scaled by ``difficulty``.
+
+The videos are real files: H.264 (yuv420p) video and mono AAC audio in .mp4, laid out like Kinetics,
+``OUT/{train,val,test}/<class>/<class>_<index>.mp4``, with ``OUT/manifest.csv``, ``OUT/classes.txt``
+and ``OUT/synth.json`` (the generation settings). Everything follows from the seed: the video of class
+``c`` and index ``i`` is drawn from ``SeedSequence([seed, c, i])``, whatever the worker count or the
+number of classes asked for. ``docs/synthetic-benchmark.md`` describes the design.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import multiprocessing
+import os
+import shutil
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+from avcl.errors import UserError
+
+PATTERNS = ("bounce", "slide", "swing", "pulse")
+SOUNDS = ("bell", "drum", "pluck", "clap")
+
+# The fixed class order. Any prefix keeps the grid as complete as it can be: from 3 classes on, some
+# classes share a pattern and others a timbre; the first 4 form a 2x2 grid, the first 9 a 3x3 grid,
+# the first 12 (the default) 4 patterns x 3 timbres, all 16 the full 4x4 grid.
+_CLASS_ORDER: tuple[tuple[str, str], ...] = (
+    ("bounce", "bell"), ("slide", "drum"), ("bounce", "drum"), ("slide", "bell"),
+    ("swing", "pluck"), ("swing", "bell"), ("bounce", "pluck"), ("slide", "pluck"), ("swing", "drum"),
+    ("pulse", "bell"), ("pulse", "drum"), ("pulse", "pluck"),
+    ("bounce", "clap"), ("slide", "clap"), ("swing", "clap"), ("pulse", "clap"),
+)
+MAX_CLASSES = len(_CLASS_ORDER)
+SPLITS = ("train", "val", "test")
+MANIFEST_COLUMNS = ("path", "label", "split", "pattern", "sound", "frames", "duration", "events")
+# Sample rates that AAC in MP4 can carry.
+AAC_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+_MARKER = "synth.json"
+
+
+def class_names(classes: int) -> list[str]:
+    """Names (``pattern-sound``) of the first ``classes`` classes of the fixed order; the position is the label."""
+    if not 2 <= classes <= MAX_CLASSES:
+        raise UserError(f"the synthetic benchmark has 2 to {MAX_CLASSES} classes, not {classes}")
+    return [f"{pattern}-{sound}" for pattern, sound in _CLASS_ORDER[:classes]]
+
+
+# ---------------------------------------------------------------------------------------------------
+# One video: frames, audio and event times, all drawn from one random generator.
+
+
+@dataclass(frozen=True)
+class _VideoJob:
+    """Everything a worker needs to write one video (picklable)."""
+
+    path: str
+    class_index: int
+    index: int
+    seed: int
+    height: int
+    width: int
+    fps: int
+    min_duration: float
+    max_duration: float
+    difficulty: float
+    sample_rate: int
+
+
+@dataclass
+class _Clip:
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    audio: np.ndarray  # (S,) float32 in [-1, 1], S = T * sample_rate / fps
+    events: list[int]  # frame indices of the visual events, which are also the sound onsets
+
+
+def _event_schedule(rng: np.random.Generator, num_frames: int, fps: int, difficulty: float):
+    """Impact frames that recur over the whole clip, one interval apart (0.9-2 s, jittered per event).
+
+    Returns ``(events, phase, interval, count)``: the impact frames inside the clip, and per frame
+    ``(T,)`` the phase in [0, 1) since the last impact, the length in frames of the current interval
+    and the number of impacts since a virtual one before the clip (whose parity gives a direction).
+    """
+    base = rng.uniform(0.9, 2.0) * fps
+    jitter = 0.1 + 0.25 * difficulty
+    first = int(rng.integers(1, max(2, min(round(base), num_frames // 2)) + 1))
+    starts = [first - max(6, round(base * rng.uniform(1 - jitter, 1 + jitter)))]
+    starts.append(first)
+    while starts[-1] <= num_frames:
+        starts.append(starts[-1] + max(6, round(base * rng.uniform(1 - jitter, 1 + jitter))))
+    starts_arr = np.asarray(starts)
+    frame = np.arange(num_frames)
+    count = np.searchsorted(starts_arr, frame, side="right") - 1
+    interval = (starts_arr[count + 1] - starts_arr[count]).astype(np.float32)
+    phase = (frame - starts_arr[count]) / interval
+    events = [int(e) for e in starts_arr if 0 <= e < num_frames]
+    return events, phase.astype(np.float32), interval, count
+
+
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _random_colour(rng: np.random.Generator, c1: np.ndarray, c2: np.ndarray, min_distance: float) -> np.ndarray:
+    """(3,) RGB in [0, 255] that stands out from every colour of the background gradient ``c1 -> c2``.
+
+    At least ``min_distance`` away in RGB and ``min_distance / 3`` in luma (H.264 keeps chroma at half
+    resolution, so a small object must differ in brightness to stay visible). After 50 draws the best
+    candidate wins.
+    """
+    seg = c2 - c1
+    luma_lo, luma_hi = sorted((float(_LUMA @ c1), float(_LUMA @ c2)))
+    best, best_score = c1, -1.0
+    for _ in range(50):
+        colour = rng.uniform(0, 255, 3)
+        t = np.clip(np.dot(colour - c1, seg) / max(float(np.dot(seg, seg)), 1e-6), 0.0, 1.0)
+        dist = float(np.linalg.norm(colour - (c1 + t * seg)))
+        luma = float(_LUMA @ colour)
+        luma_dist = max(luma_lo - luma, luma - luma_hi, 0.0)
+        score = min(dist / min_distance, 3 * luma_dist / min_distance)
+        if score > best_score:
+            best, best_score = colour, score
+        if score >= 1:
+            break
+    return best.astype(np.float32)
+
+
+def _smooth_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """(H, W) float32 in [-1, 1]: a coarse random grid upsampled bilinearly (blotches, no fine detail)."""
+    gh, gw = int(rng.integers(3, 8)), int(rng.integers(3, 10))
+    grid = rng.uniform(-1, 1, (gh, gw)).astype(np.float32)
+    ys = np.linspace(0, gh - 1, height, dtype=np.float32)
+    xs = np.linspace(0, gw - 1, width, dtype=np.float32)
+    y0 = np.minimum(ys.astype(int), gh - 2)
+    x0 = np.minimum(xs.astype(int), gw - 2)
+    wy, wx = (ys - y0)[:, None], (xs - x0)[None, :]
+    top = grid[y0][:, x0] * (1 - wx) + grid[y0][:, x0 + 1] * wx
+    bottom = grid[y0 + 1][:, x0] * (1 - wx) + grid[y0 + 1][:, x0 + 1] * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def _stamp(img: np.ndarray, shape: str, cx: float, cy: float, r: float, colour: np.ndarray) -> None:
+    """Paint an anti-aliased ``disc``, ``square`` or ``diamond`` of radius ``r`` into ``img`` (H, W, 3) in place.
+
+    Only the bounding box is touched, which keeps drawing cheap whatever the frame size.
+    """
+    h, w = img.shape[:2]
+    y0, y1 = max(0, int(cy - r - 1)), min(h, int(cy + r + 2))
+    x0, x1 = max(0, int(cx - r - 1)), min(w, int(cx + r + 2))
+    if y0 >= y1 or x0 >= x1:
+        return
+    dy = np.abs(np.arange(y0, y1, dtype=np.float32) - cy)[:, None]
+    dx = np.abs(np.arange(x0, x1, dtype=np.float32) - cx)[None, :]
+    if shape == "disc":
+        dist = np.sqrt(dx * dx + dy * dy)
+    elif shape == "square":
+        dist = np.maximum(dx, dy)
+    else:  # diamond: an L1 ball, enlarged so that its area is close to the disc's
+        dist = (dx + dy) / 1.3
+    alpha = np.clip(r - dist + 0.5, 0.0, 1.0)[..., None]
+    box = img[y0:y1, x0:x1]
+    box += alpha * (colour - box)
+
+
+def _stamp_segment(img: np.ndarray, p: tuple[float, float], q: tuple[float, float], half_width: float,
+                   colour: np.ndarray) -> None:
+    """Paint an anti-aliased thick segment from ``p`` to ``q`` (``(x, y)`` pixels) into ``img`` in place."""
+    h, w = img.shape[:2]
+    pad = half_width + 1
+    y0, y1 = max(0, int(min(p[1], q[1]) - pad)), min(h, int(max(p[1], q[1]) + pad + 1))
+    x0, x1 = max(0, int(min(p[0], q[0]) - pad)), min(w, int(max(p[0], q[0]) + pad + 1))
+    if y0 >= y1 or x0 >= x1:
+        return
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None] - p[1]
+    xs = np.arange(x0, x1, dtype=np.float32)[None, :] - p[0]
+    vx, vy = q[0] - p[0], q[1] - p[1]
+    t = np.clip((xs * vx + ys * vy) / max(vx * vx + vy * vy, 1e-6), 0.0, 1.0)
+    dist = np.sqrt((xs - t * vx) ** 2 + (ys - t * vy) ** 2)
+    alpha = np.clip(half_width - dist + 0.5, 0.0, 1.0)[..., None]
+    box = img[y0:y1, x0:x1]
+    box += alpha * (colour - box)
+
+
+_SHAPES = ("disc", "square", "diamond")
+
+
+def _render_frames(rng: np.random.Generator, pattern: str, num_frames: int, height: int, width: int,
+                   fps: int, difficulty: float) -> tuple[np.ndarray, list[int]]:
+    """Draw the clip: ``(frames (T, H, W, 3) uint8, impact frames)``.
+
+    The scene is a room (a floor and two walls, drawn for every pattern so that the furniture alone
+    does not give the pattern away) over a gradient-and-blotches background, silent distractors
+    drifting on smooth paths behind the object, and the object doing its pattern.
+    """
+    d = difficulty
+    events, phase, interval, count = _event_schedule(rng, num_frames, fps, d)
+
+    # Static scene.
+    c1 = rng.uniform(0, 255, 3)
+    c2 = np.clip(c1 + rng.uniform(-70, 70, 3), 0, 255)
+    angle = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    ramp = (np.cos(angle) * xx / width + np.sin(angle) * yy / height)
+    ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
+    bg = c1 + ramp[..., None] * (c2 - c1)
+    texture_amp = rng.uniform(5, 10 + 40 * d)
+    bg += texture_amp * _smooth_texture(rng, height, width)[..., None] * rng.uniform(0.5, 1.0, 3)
+    floor_h = max(2, round(height * rng.uniform(0.06, 0.14)))
+    floor_top = height - floor_h
+    left = max(1, round(width * rng.uniform(0.02, 0.12)))
+    right = width - max(1, round(width * rng.uniform(0.02, 0.12)))
+    bg[floor_top:] = _random_colour(rng, c1, c2, 60)
+    wall_colour = _random_colour(rng, c1, c2, 60)
+    bg[:floor_top, :left] = wall_colour
+    bg[:floor_top, right:] = wall_colour
+    bg = bg.astype(np.float32)
+
+    # The object. Sizes are in pixels relative to the frame height so every frame size looks alike.
+    shape = _SHAPES[int(rng.integers(len(_SHAPES)))]
+    r = float(height * rng.uniform(0.06, 0.09 + 0.04 * d))
+    colour = _random_colour(rng, c1, c2, 100)
+    room_h, room_w = float(floor_top), float(right - left)
+    rel = interval / interval.max()  # longer interval, larger swing or bounce (as with gravity)
+    flash = np.zeros(num_frames, np.float32)
+    radius = np.full(num_frames, r, np.float32)
+    rod = None
+    if pattern == "bounce":
+        cx = np.full(num_frames, rng.uniform(left + r, right - r), np.float32)
+        top = rng.uniform(0.45, 0.85) * (room_h - 2 * r - 2)
+        cy = floor_top - r - top * rel**2 * 4 * phase * (1 - phase)
+    elif pattern == "slide":
+        span = room_w - 2 * r
+        direction = 1 if rng.random() < 0.5 else 0
+        forward = (count + direction) % 2 == 0
+        cx = np.where(forward, left + r + span * phase, right - r - span * phase).astype(np.float32)
+        cy = np.full(num_frames, floor_top - r, np.float32)
+    elif pattern == "swing":
+        side = 1 if rng.random() < 0.5 else -1
+        post_w = max(2.0, r / 2)
+        py = rng.uniform(0.06, 0.2) * height
+        length = rng.uniform(0.5, 0.8) * (floor_top - py - 2 * r - 2)
+        sin_max = min(math.sin(rng.uniform(0.6, 1.1)), max(0.2, (room_w - 3 * r - post_w - 4) / length))
+        reach = length * sin_max + r
+        lo = left + (reach if side < 0 else r + post_w + 1)
+        hi = right - (reach if side > 0 else r + post_w + 1)
+        px = rng.uniform(lo, hi) if lo < hi else (left + right) / 2
+        theta = math.asin(sin_max) * rel * 4 * phase * (1 - phase)
+        cx = (px + side * length * np.sin(theta)).astype(np.float32)
+        cy = (py + length * np.cos(theta)).astype(np.float32)
+        # The post the bob strikes when it swings back to the vertical.
+        post_x0 = round(px - side * r - (post_w if side > 0 else 0))
+        bg[int(py + length - r):floor_top, max(0, post_x0):max(0, post_x0 + round(post_w))] = wall_colour
+        rod = (px, py, max(0.8, r / 5), _random_colour(rng, c1, c2, 60))
+    else:  # pulse: a disc that swells and lights up at each beat, then relaxes
+        cx = np.full(num_frames, rng.uniform(left + 2 * r, right - 2 * r), np.float32)
+        cy = np.full(num_frames, rng.uniform(2 * r, floor_top - 2 * r), np.float32)
+        decay = np.exp(-phase * interval / rng.uniform(2.0, 4.0))
+        radius = r * (1 + 0.7 * decay)
+        flash = 0.6 * decay
+
+    # Silent distractors on smooth Lissajous paths: motion without any impact.
+    t = np.arange(num_frames, dtype=np.float32) / fps
+    distractors = []
+    for _ in range(int(rng.integers(0, int(3 * d + 0.5) + 1))):
+        dr = r * rng.uniform(0.5, 1.0)
+        ax, ay = rng.uniform(0.1, 0.45) * room_w, rng.uniform(0.1, 0.45) * room_h
+        xc = rng.uniform(left + ax, right - ax) if room_w > 2 * ax else (left + right) / 2
+        yc = rng.uniform(ay, floor_top - ay) if room_h > 2 * ay else room_h / 2
+        fx, fy = rng.uniform(0.15, 0.5, 2)
+        p1, p2 = rng.uniform(0, 2 * np.pi, 2)
+        distractors.append((
+            _SHAPES[int(rng.integers(len(_SHAPES)))], dr, _random_colour(rng, c1, c2, 60),
+            xc + ax * np.sin(2 * np.pi * fx * t + p1), yc + ay * np.sin(2 * np.pi * fy * t + p2),
+        ))
+
+    frames = np.empty((num_frames, height, width, 3), np.float32)
+    frames[:] = bg
+    white = np.full(3, 255, np.float32)
+    for f in range(num_frames):
+        img = frames[f]
+        for dshape, dr, dcolour, dx, dy in distractors:
+            _stamp(img, dshape, float(dx[f]), float(dy[f]), dr, dcolour)
+        if rod is not None:
+            px, py, half_w, rod_colour = rod
+            _stamp_segment(img, (px, py), (float(cx[f]), float(cy[f])), half_w, rod_colour)
+            _stamp(img, "disc", px, py, half_w + 1, rod_colour)
+        _stamp(img, shape, float(cx[f]), float(cy[f]), float(radius[f]), colour + flash[f] * (white - colour))
+
+    noise = rng.standard_normal((num_frames, height, width, 1), dtype=np.float32)
+    frames += noise * np.float32(1.0 + 10.0 * d)
+    np.clip(frames, 0, 255, out=frames)
+    return frames.astype(np.uint8), events
+
+
+# Sounds. Each returns (L,) float32 with its attack at sample 0 and a peak of about 1.
+
+
+def _bell(rng: np.random.Generator, f0: float, sr: int, decay: float) -> np.ndarray:
+    """Inharmonic partials of a struck bar (1 : 2.76 : 5.40 : 8.93) with a long ring."""
+    t = np.arange(int(1.2 * sr), dtype=np.float32) / sr
+    out = np.zeros_like(t)
+    for ratio, amp, tau in ((1.0, 1.0, 0.8), (2.756, 0.5, 0.4), (5.404, 0.3, 0.2), (8.933, 0.15, 0.1)):
+        if f0 * ratio < 0.45 * sr:
+            out += amp * np.exp(-t / (tau * decay)) * np.sin(2 * np.pi * f0 * ratio * t)
+    return out
+
+
+def _drum(rng: np.random.Generator, f0: float, sr: int, decay: float) -> np.ndarray:
+    """A membrane: a low sine whose pitch drops from 2.5 f0 to f0, plus a short noise click."""
+    n = int(0.5 * sr)
+    t = np.arange(n, dtype=np.float32) / sr
+    freq = f0 * (1 + 1.5 * np.exp(-t / 0.015))
+    body = np.sin(2 * np.pi * np.cumsum(freq) / sr) * np.exp(-t / (0.15 * decay))
+    click = rng.standard_normal(n).astype(np.float32) * np.exp(-t / 0.006)
+    click = np.convolve(click, np.ones(4, np.float32) / 4, mode="same")  # a little lowpass
+    return (body + 0.4 * click).astype(np.float32)
+
+
+def _pluck(rng: np.random.Generator, f0: float, sr: int, decay: float) -> np.ndarray:
+    """A plucked string: harmonics shaped by the pluck position, upper harmonics dying faster."""
+    t = np.arange(int(1.0 * sr), dtype=np.float32) / sr
+    where = rng.uniform(0.12, 0.3)
+    harmonics = np.arange(1, int(min(20, 0.45 * sr / f0)) + 1, dtype=np.float32)
+    amps = np.abs(np.sin(np.pi * harmonics * where)) / harmonics
+    taus = 0.45 * decay / (1 + 0.35 * (harmonics - 1))
+    parts = amps[:, None] * np.exp(-t[None] / taus[:, None]) * np.sin(2 * np.pi * f0 * harmonics[:, None] * t[None])
+    out = parts.sum(0)
+    return out / max(float(np.abs(out).max()), 1e-6)
+
+
+def _clap(rng: np.random.Generator, fc: float, sr: int, decay: float) -> np.ndarray:
+    """A hand clap: three or four quick noise bursts and a short tail, band-passed around ``fc``."""
+    n = int(0.35 * sr)
+    t = np.arange(n, dtype=np.float32) / sr
+    env = np.exp(-t / (0.06 * decay)) * 0.5
+    for k in range(int(rng.integers(3, 5))):
+        start = k * rng.uniform(0.005, 0.011)
+        env += np.where(t >= start, np.exp(-(t - start) / 0.004), 0.0)
+    noise = rng.standard_normal(n)
+    spectrum = np.fft.rfft(noise)
+    freqs = np.fft.rfftfreq(n, 1 / sr)
+    spectrum *= np.exp(-0.5 * (np.log2(np.maximum(freqs, 1.0) / fc) / 0.8) ** 2)
+    band = np.fft.irfft(spectrum, n)
+    band /= max(float(np.abs(band).max()), 1e-6)
+    out = band * env
+    return (out / max(float(np.abs(out).max()), 1e-6)).astype(np.float32)
+
+
+# name -> (sound function, centre pitch or band in Hz). Pitch ranges overlap at high difficulty, so the
+# timbre (partials, decay, noisiness), not one frequency bin, tells the sounds apart.
+_TIMBRES: dict[str, tuple[Callable[..., np.ndarray], float]] = {
+    "bell": (_bell, 880.0), "drum": (_drum, 110.0), "pluck": (_pluck, 262.0), "clap": (_clap, 1600.0),
+}
+
+
+def _coloured_noise(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    """(n,) float32 unit-variance noise with a random spectral slope between white and brown."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.maximum(np.fft.rfftfreq(n, 1 / sr), 30.0)
+    spectrum *= freqs ** (-rng.uniform(0.0, 1.0))
+    noise = np.fft.irfft(spectrum, n)
+    return (noise / max(float(noise.std()), 1e-9)).astype(np.float32)
+
+
+def _distractor_sound(rng: np.random.Generator, sr: int) -> np.ndarray:
+    """A sound with no visual event: a smooth pitch glide or a short sine knock, at a random pitch."""
+    if rng.random() < 0.5:
+        n = int(rng.uniform(0.15, 0.6) * sr)
+        f_start, f_end = np.exp(rng.uniform(np.log(150), np.log(4000), 2))
+        freq = np.geomspace(f_start, f_end, n)
+        env = np.sin(np.pi * np.arange(n) / n) ** 2  # no sharp onset
+        return (np.sin(2 * np.pi * np.cumsum(freq) / sr) * env).astype(np.float32)
+    n = int(0.3 * sr)
+    t = np.arange(n) / sr
+    return (np.sin(2 * np.pi * np.exp(rng.uniform(np.log(200), np.log(3000))) * t) * np.exp(-t / 0.05)).astype(np.float32)
+
+
+def _add_at(audio: np.ndarray, sound: np.ndarray, start: int) -> None:
+    """Mix ``sound`` into ``audio`` from sample ``start`` on, cut at the end of the clip."""
+    if 0 <= start < len(audio):
+        n = min(len(sound), len(audio) - start)
+        audio[start:start + n] += sound[:n]
+
+
+def _render_audio(rng: np.random.Generator, sound: str, events: list[int], num_samples: int, fps: int,
+                  sr: int, difficulty: float) -> np.ndarray:
+    """(S,) float32: the class sound at every impact (onset at ``frame * sr / fps``), distractor sounds
+    at random times, background noise."""
+    d = difficulty
+    func, centre = _TIMBRES[sound]
+    spread = 0.3 + 0.5 * d  # octaves either side of the timbre's centre
+    f0 = centre * 2 ** rng.uniform(-spread, spread)
+    decay = rng.uniform(0.7, 1.3)
+    loudness = rng.uniform(0.35, 0.7)
+    audio = np.zeros(num_samples, np.float32)
+    for e in events:
+        hit = func(rng, f0 * 2 ** rng.normal(0, 0.02), sr, decay)
+        _add_at(audio, loudness * rng.uniform(0.7, 1.0) * hit, round(e * sr / fps))
+    seconds = num_samples / sr
+    for _ in range(int(rng.poisson(1.0 * d * seconds))):
+        gain = loudness * rng.uniform(0.15, 0.45)
+        _add_at(audio, gain * _distractor_sound(rng, sr), int(rng.integers(0, num_samples)))
+    audio += loudness * (0.01 + 0.08 * d) * _coloured_noise(rng, num_samples, sr)
+    peak = float(np.abs(audio).max())
+    if peak > 0.95:  # scale rather than clip, so the waveform keeps its shape
+        audio *= 0.95 / peak
+    return audio
+
+
+def _render_clip(job: _VideoJob) -> _Clip:
+    """Draw one video from its own seed: duration, frames, events and audio."""
+    pattern, sound = _CLASS_ORDER[job.class_index]
+    rng = np.random.default_rng(np.random.SeedSequence([job.seed, job.class_index, job.index]))
+    num_frames = max(2, round(rng.uniform(job.min_duration, job.max_duration) * job.fps))
+    frames, events = _render_frames(rng, pattern, num_frames, job.height, job.width, job.fps, job.difficulty)
+    num_samples = round(num_frames * job.sample_rate / job.fps)
+    audio = _render_audio(rng, sound, events, num_samples, job.fps, job.sample_rate, job.difficulty)
+    return _Clip(frames, audio, events)
+
+
+def _write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int) -> None:
+    """Encode ``frames`` (T, H, W, 3) uint8 as H.264 and ``audio`` (S,) float32 as mono AAC into ``path``.
+
+    One encoder thread each: generation already runs one process per core.
+    """
+    with av.open(str(path), mode="w", format="mp4") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height = frames.shape[2], frames.shape[1]
+        video.pix_fmt = "yuv420p"
+        video.options = {"crf": "23", "preset": "veryfast"}
+        video.codec_context.thread_count = 1
+        sound = container.add_stream("aac", rate=sample_rate)
+        sound.layout = "mono"
+        sound.bit_rate = 64000
+        sound.options = {"aac_coder": "fast"}  # about 4x faster than the default coder search
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        chunk = sample_rate  # one second per frame object; the encoder re-cuts them into AAC frames
+        for start in range(0, len(audio), chunk):
+            frame = av.AudioFrame.from_ndarray(audio[None, start:start + chunk], format="fltp", layout="mono")
+            frame.sample_rate = sample_rate
+            frame.pts = start
+            frame.time_base = Fraction(1, sample_rate)
+            container.mux(sound.encode(frame))
+        container.mux(sound.encode())
+
+
+def _make_video(job: _VideoJob) -> dict[str, str]:
+    """Render and write one video (atomically: a temporary name, then a rename); return its manifest row."""
+    clip = _render_clip(job)
+    path = Path(job.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        _write_mp4(tmp, clip.frames, clip.audio, job.fps, job.sample_rate)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    pattern, sound = _CLASS_ORDER[job.class_index]
+    return {
+        "path": job.path, "label": f"{pattern}-{sound}", "pattern": pattern, "sound": sound,
+        "frames": str(len(clip.frames)), "duration": f"{len(clip.frames) / job.fps:.3f}",
+        "events": " ".join(str(e) for e in clip.events),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# The benchmark.
+
+
+def split_counts(n: int, splits: tuple[float, float, float]) -> tuple[int, int, int]:
+    """How many of ``n`` videos of a class go to train, val and test.
+
+    Largest remainder of ``n * fraction``; then every split with a positive fraction gets at least one
+    video while another split can spare one, so small benchmarks still have a val and a test set.
+    """
+    exact = [n * f for f in splits]
+    counts = [math.floor(x) for x in exact]
+    for i in sorted(range(3), key=lambda i: counts[i] - exact[i])[: n - sum(counts)]:
+        counts[i] += 1
+    for i in range(3):
+        if splits[i] > 0 and counts[i] == 0:
+            donor = max(range(3), key=lambda j: counts[j])
+            if counts[donor] > 1:
+                counts[donor] -= 1
+                counts[i] += 1
+    return counts[0], counts[1], counts[2]
+
+
+def _check_arguments(classes: int, per_class: int, height: int, width: int, fps: int, min_duration: float,
+                     max_duration: float, difficulty: float, sample_rate: int,
+                     splits: tuple[float, float, float], workers: int) -> None:
+    class_names(classes)  # checks the range
+    if per_class < 1:
+        raise UserError(f"--per-class must be at least 1, not {per_class}")
+    if height < 24 or width < 24:
+        raise UserError(f"frames must be at least 24x24 pixels, not {height}x{width} (height x width)")
+    if not 1 <= fps <= 120:
+        raise UserError(f"fps must be between 1 and 120, not {fps}")
+    if not 0 < min_duration <= max_duration:
+        raise UserError(f"durations must satisfy 0 < min ({min_duration}) <= max ({max_duration})")
+    if not 0.0 <= difficulty <= 1.0:
+        raise UserError(f"difficulty must be in [0, 1], not {difficulty}")
+    if sample_rate not in AAC_SAMPLE_RATES:
+        raise UserError(f"AAC in MP4 cannot carry {sample_rate} Hz; use one of {', '.join(map(str, AAC_SAMPLE_RATES))}")
+    if len(splits) != 3 or min(splits) < 0 or splits[0] <= 0 or abs(sum(splits) - 1) > 1e-6:
+        raise UserError(f"split fractions (train, val, test) must be non-negative, train > 0, sum to 1: {splits}")
+    if workers < 0:
+        raise UserError(f"workers must be 0 or more, not {workers}")
+
+
+def _is_benchmark(out: Path) -> bool:
+    """True when ``out`` holds a benchmark written by :func:`generate_benchmark` (complete or not)."""
+    try:
+        return json.loads((out / _MARKER).read_text()).get("generator") == "avcl synth"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _prepare_folder(out: Path) -> None:
+    """Make ``out`` ready: create it, or clear a benchmark written there before; refuse any other content."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not _is_benchmark(out):
+            raise UserError(f"{out} is not empty and holds no synthetic benchmark ({_MARKER} missing); "
+                            "choose an empty or new folder")
+        # A benchmark written before: replace it whole, so no video of other settings is left behind.
+        for name in SPLITS:
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in ("manifest.csv", "manifest.csv.part", "classes.txt", _MARKER, _MARKER + ".part"):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _run_jobs(jobs: list[_VideoJob], workers: int, progress: bool) -> Iterator[dict[str, str]]:
+    bar = tqdm(total=len(jobs), desc="avcl synth", unit="video", disable=not progress, dynamic_ncols=True)
+    with bar:
+        if workers <= 1:
+            for job in jobs:
+                yield _make_video(job)
+                bar.update()
+            return
+        # spawn: workers start clean, whatever threads the parent process (e.g. torch) already runs.
+        with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            for row in pool.imap_unordered(_make_video, jobs):
+                yield row
+                bar.update()
+
+
+def generate_benchmark(out: str | Path, classes: int = 12, per_class: int = 24, seed: int = 0,
+                       height: int = 128, width: int = 171, fps: int = 25, min_duration: float = 3.0,
+                       max_duration: float = 5.0, difficulty: float = 0.5, sample_rate: int = 24000,
+                       splits: tuple[float, float, float] = (0.7, 0.15, 0.15), workers: int = 2,
+                       progress: bool = True) -> Path:
+    """Write the benchmark into ``out`` and return the path of its ``manifest.csv``.
+
+    ``classes`` pattern-sound classes (the first of the fixed order, see :func:`class_names`) with
+    ``per_class`` videos each, split per class into train/val/test by ``splits``. Frames are
+    ``height x width``, each rounded up to an even number because H.264 in yuv420p needs even sizes
+    (the default 128x171 is written as 128x172). Durations are drawn uniformly in
+    ``[min_duration, max_duration]`` seconds and rounded to whole frames; the audio has exactly the
+    same length. ``difficulty`` in [0, 1] scales noise, distractors and nuisance ranges. ``workers``
+    processes render and encode (0 or 1: in this process); the result does not depend on it.
+
+    ``out`` must be new, empty, or a benchmark written before (which is replaced).
+    """
+    splits = tuple(float(s) for s in splits)  # type: ignore[assignment]
+    _check_arguments(classes, per_class, height, width, fps, min_duration, max_duration, difficulty,
+                     sample_rate, splits, workers)
+    out = Path(out)
+    _prepare_folder(out)
+    height, width = height + height % 2, width + width % 2
+    names = class_names(classes)
+    counts = split_counts(per_class, splits)
+    split_of = [name for name, count in zip(SPLITS, counts) for _ in range(count)]
+    jobs = [
+        _VideoJob(str(out / split_of[i] / name / f"{name}_{i:04d}.mp4"), c, i, seed, height, width, fps,
+                  min_duration, max_duration, difficulty, sample_rate)
+        for c, name in enumerate(names) for i in range(per_class)
+    ]
+    settings = {
+        "generator": "avcl synth", "complete": False, "classes": names, "per_class": per_class,
+        "seed": seed, "height": height, "width": width, "fps": fps, "min_duration": min_duration,
+        "max_duration": max_duration, "difficulty": difficulty, "sample_rate": sample_rate,
+        "splits": dict(zip(SPLITS, splits)), "split_counts": dict(zip(SPLITS, counts)), "videos": len(jobs),
+    }
+    # Written first, so that a rerun recognises (and replaces) even an interrupted benchmark.
+    _write_json(out / _MARKER, settings)
+    rows = list(_run_jobs(jobs, workers, progress))
+
+    # Manifest order: split, then class, then index (the order of ``jobs`` within a split).
+    rank = {job.path: (SPLITS.index(split_of[job.index]), k) for k, job in enumerate(jobs)}
+    rows.sort(key=lambda row: rank[row["path"]])
+    for row in rows:
+        relative = Path(row["path"]).relative_to(out)
+        row["split"] = relative.parts[0]
+        row["path"] = relative.as_posix()
+    manifest = out / "manifest.csv"
+    tmp = out / "manifest.csv.part"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, manifest)
+    (out / "classes.txt").write_text("".join(f"{name}\n" for name in names))
+    _write_json(out / _MARKER, {**settings, "complete": True})
+    return manifest
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
