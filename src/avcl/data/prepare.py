@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import fcntl
+import multiprocessing
 import os
 import secrets
 import signal
@@ -150,8 +151,9 @@ def _results(pending: list[VideoItem], workers: int, shard_dir: Path, run_id: st
         finally:
             _writer.close()
         return
-    executor = cf.ProcessPoolExecutor(workers, initializer=_init_worker,
-                                      initargs=(str(shard_dir), run_id, options, True))
+    # spawn: workers start clean, whatever threads (torch, tqdm) the calling process already runs.
+    executor = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_init_worker, initargs=(str(shard_dir), run_id, options, True))
     queue = iter(pending)
     in_flight: dict[cf.Future, VideoItem] = {}
     try:
