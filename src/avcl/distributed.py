@@ -7,11 +7,16 @@ shape (equal per-rank batches, as ``DistributedSampler`` with ``drop_last`` give
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 from torch import Tensor
+
+# torch.distributed.nn.functional is the autograd-aware API that runs on gloo (CPU) as well as NCCL;
+# its deprecation notice names a replacement without that backward, so keep the logs quiet about it.
+warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional", category=FutureWarning)
 
 
 def is_distributed() -> bool:

@@ -21,6 +21,10 @@ def run(args) -> int:
     from avcl.engine.pretrain import pretrain
 
     cfg = config_from_args(args)
+    from avcl import distributed as dist
+
     out = pretrain(cfg, resume=args.resume)
-    print(f"checkpoints, config, logs and loss_curves.png in {out}")
+    if dist.is_main():
+        print(f"checkpoints, config, logs and loss_curves.png in {out}")
+    dist.cleanup()
     return 0
