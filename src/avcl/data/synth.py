@@ -1,14 +1,14 @@
 """The synthetic audio-visual action benchmark (``avcl synth``).
 
-Every class is a pair (visual action pattern, sound timbre): a ball that ``bounce``\\ s on the floor, a
-block that ``slide``\\ s between two walls, a pendulum that ``swing``\\ s against a post, a disc that
-``pulse``\\ s; each impact sounds like a ``bell``, a ``drum``, a ``pluck``\\ ed string or a ``clap``.
-Every pattern occurs with several timbres (classes that look alike and sound different) and every
-timbre with several patterns (classes that sound alike and look different), so video alone can at
-best tell the pattern and audio alone the timbre. Each sound starts exactly at the frame of its visual
-event, events recur over the whole clip, and every video draws its own nuisances (scene colours and
-texture, object shape, colour, size and position, event rate, duration, pixel noise, silent moving
-distractors, sounds without a visual event, background noise), scaled by ``difficulty``.
+Every class is a pair (visual action pattern, sound timbre). The patterns: ``bounce`` (a ball hits the
+floor), ``slide`` (a block hits one wall, then the other), ``swing`` (a pendulum strikes a post) and
+``pulse`` (a disc swells and lights up). The timbres of the impacts: ``bell``, ``drum``, ``pluck`` (a
+plucked string) and ``clap``. Every pattern occurs with several timbres (classes that look alike and
+sound different) and every timbre with several patterns (classes that sound alike and look different),
+so video alone can at best tell the pattern and audio alone the timbre. Each sound starts exactly at the
+frame of its visual event, events recur over the whole clip, and every video draws its own nuisances
+(scene colours and texture, object shape, colour, size and position, event rate, duration, pixel noise,
+silent moving distractors, sounds without a visual event, background noise), scaled by ``difficulty``.
 
 The videos are real files: H.264 (yuv420p) video and mono AAC audio in .mp4, laid out like Kinetics,
 ``OUT/{train,val,test}/<class>/<class>_<index>.mp4``, with ``OUT/manifest.csv``, ``OUT/classes.txt``
@@ -85,12 +85,15 @@ class _VideoJob:
 
 @dataclass
 class _Clip:
+    """One rendered video, before encoding."""
+
     frames: np.ndarray  # (T, H, W, 3) uint8
     audio: np.ndarray  # (S,) float32 in [-1, 1], S = T * sample_rate / fps
     events: list[int]  # frame indices of the visual events, which are also the sound onsets
 
 
-def _event_schedule(rng: np.random.Generator, num_frames: int, fps: int, difficulty: float):
+def _event_schedule(rng: np.random.Generator, num_frames: int, fps: int,
+                    difficulty: float) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
     """Impact frames that recur over the whole clip, one interval apart (0.9-2 s, jittered per event).
 
     Returns ``(events, phase, interval, count)``: the impact frames inside the clip, and per frame
@@ -288,11 +291,12 @@ def _render_frames(rng: np.random.Generator, pattern: str, num_frames: int, heig
             xc + ax * np.sin(2 * np.pi * fx * t + p1), yc + ay * np.sin(2 * np.pi * fy * t + p2),
         ))
 
-    frames = np.empty((num_frames, height, width, 3), np.float32)
-    frames[:] = bg
+    # Frame by frame, so the float working copy stays small and in cache.
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
     white = np.full(3, 255, np.float32)
+    noise_std = np.float32(1.0 + 10.0 * d)
     for f in range(num_frames):
-        img = frames[f]
+        img = bg.copy()
         for dshape, dr, dcolour, dx, dy in distractors:
             _stamp(img, dshape, float(dx[f]), float(dy[f]), dr, dcolour)
         if rod is not None:
@@ -300,11 +304,10 @@ def _render_frames(rng: np.random.Generator, pattern: str, num_frames: int, heig
             _stamp_segment(img, (px, py), (float(cx[f]), float(cy[f])), half_w, rod_colour)
             _stamp(img, "disc", px, py, half_w + 1, rod_colour)
         _stamp(img, shape, float(cx[f]), float(cy[f]), float(radius[f]), colour + flash[f] * (white - colour))
-
-    noise = rng.standard_normal((num_frames, height, width, 1), dtype=np.float32)
-    frames += noise * np.float32(1.0 + 10.0 * d)
-    np.clip(frames, 0, 255, out=frames)
-    return frames.astype(np.uint8), events
+        img += noise_std * rng.standard_normal((height, width, 1), dtype=np.float32)  # sensor noise, grey
+        np.clip(img, 0, 255, out=img)
+        frames[f] = img
+    return frames, events
 
 
 # Sounds. Each returns (L,) float32 with its attack at sample 0 and a peak of about 1.
