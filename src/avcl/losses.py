@@ -6,9 +6,11 @@ autograd-aware collectives of :mod:`avcl.distributed`. The convention, chosen so
 
 - ``info_nce_cross_modal`` returns on each rank the mean over that rank's own anchors (negatives
   from the whole global batch); the average over ranks is the global mean.
+- ``info_nce_cross_modal_extra`` and ``info_nce_queue`` do the same (their extra negatives and
+  queue are the same on every rank or belong to the rank's own samples, so nothing more is gathered).
 - ``cross_correlation_loss`` returns on every rank the same global value.
 
-In both cases the gradient reaching a rank's inputs is ``world_size`` times the gradient of the global
+In every case the gradient reaching a rank's inputs is ``world_size`` times the gradient of the global
 loss, which DDP's gradient averaging divides out.
 
 The losses run in float32 with autocast disabled: similarities divided by a temperature and
@@ -37,8 +39,27 @@ def info_nce_cross_modal(v: Tensor, a: Tensor, temperature: float = 0.5, gather:
     keeps the loss independent of the batch size). With ``gather`` the ``j`` run over the global
     batch: the other ranks' embeddings are gathered with gradient and the labels offset by rank.
     """
+    return info_nce_cross_modal_extra(v, a, None, temperature=temperature, gather=gather)
+
+
+def info_nce_cross_modal_extra(v: Tensor, a: Tensor, extra_negatives: Tensor | None, temperature: float = 0.5,
+                               gather: bool = True) -> Tensor:
+    """:func:`info_nce_cross_modal` with negatives of each anchor's own (IIC's intra-video negatives).
+
+    ``extra_negatives``: ``(B, K, D)`` (or ``(B, D)`` for K = 1); row i holds K embeddings that join
+    the denominators of the two anchors ``v_i`` and ``a_i`` only. They belong to the local samples, so
+    they are not gathered. ``None`` gives :func:`info_nce_cross_modal` exactly. Extra negatives only add
+    terms to the denominators, so the loss with them is larger than without.
+    """
     with torch.autocast(v.device.type, enabled=False):
         v, a = _fp32(F.normalize(v, dim=1), F.normalize(a, dim=1))
+        extra = None
+        if extra_negatives is not None:
+            extra = extra_negatives if extra_negatives.dim() == 3 else extra_negatives.unsqueeze(1)
+            if extra.shape[0] != v.shape[0] or extra.shape[2] != v.shape[1]:
+                raise ValueError(f"extra negatives of shape {tuple(extra_negatives.shape)} do not fit "
+                                 f"embeddings of shape {tuple(v.shape)}; expected (B, K, D) or (B, D)")
+            extra = F.normalize(extra.float(), dim=2)
         if gather:
             v_all, a_all, offset = gather_with_grad(v), gather_with_grad(a), rank() * v.shape[0]
         else:
@@ -49,7 +70,10 @@ def info_nce_cross_modal(v: Tensor, a: Tensor, temperature: float = 0.5, gather:
         def one_direction(anchor: Tensor, other: Tensor, same: Tensor) -> Tensor:
             cross = anchor @ other.T / temperature  # (B, world*B): the positive plus cross-modal negatives
             within = (anchor @ same.T / temperature).masked_fill(is_self, float("-inf"))  # same modality, j != i
-            return F.cross_entropy(torch.cat([cross, within], dim=1), labels)
+            logits = [cross, within]
+            if extra is not None:
+                logits.append(torch.einsum("bd,bkd->bk", anchor, extra) / temperature)  # (B, K)
+            return F.cross_entropy(torch.cat(logits, dim=1), labels)
 
         return one_direction(v, a_all, v_all) + one_direction(a, v_all, a_all)
 
@@ -87,3 +111,21 @@ def negative_cosine(p: Tensor, z: Tensor) -> Tensor:
     BYOL's ``2 - 2 cos`` is ``2 + 2 * negative_cosine(p, z)``: same gradient direction, twice the scale.
     """
     return -F.cosine_similarity(p.float(), z.detach().float(), dim=-1).mean()
+
+
+def info_nce_queue(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.2) -> Tensor:
+    """MoCo's InfoNCE: for the query ``q_i`` the positive is the key ``k_i``, the negatives the queue.
+
+    ``q``: ``(B, D)`` queries; ``k``: ``(B, D)`` keys of the same B samples; ``queue``: ``(K, D)`` keys of
+    earlier batches. Keys and queue are constants (no gradient). All rows are L2-normalised here.
+    Returns the mean over the B local anchors of ``-log(exp(q.k/t) / (exp(q.k/t) + sum_n exp(q.n/t)))``
+    (t = ``temperature``, 0.2 in MoCo v2). Nothing is gathered: the negatives are the queue, the same on
+    every rank, so under DDP the ranks' means average to the global mean.
+    """
+    with torch.autocast(q.device.type, enabled=False):
+        q = F.normalize(q.float(), dim=1)
+        k = F.normalize(k.detach().float(), dim=1)
+        # a normalised copy: the caller may update its queue in place before the backward
+        queue = F.normalize(queue.detach().float(), dim=1)
+        logits = torch.cat([(q * k).sum(dim=1, keepdim=True), q @ queue.T], dim=1) / temperature  # (B, 1 + K)
+        return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))

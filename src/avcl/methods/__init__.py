@@ -4,12 +4,24 @@ from __future__ import annotations
 from avcl.config import Config
 from avcl.errors import UserError
 from avcl.methods.avcl import AVCL
+from avcl.methods.barlow import BarlowTwins
 from avcl.methods.base import Method
+from avcl.methods.byol import BYOL
+from avcl.methods.iic import IIC
+from avcl.methods.moco import MoCo
+from avcl.methods.simclr import SimCLR
+from avcl.methods.simsiam import SimSiam
 from avcl.methods.supervised import Supervised
 
 METHODS: dict[str, type[Method]] = {
     "avcl": AVCL,
     "supervised": Supervised,
+    "simclr": SimCLR,
+    "moco": MoCo,
+    "byol": BYOL,
+    "simsiam": SimSiam,
+    "barlow": BarlowTwins,
+    "iic": IIC,
 }
 
 
