@@ -88,7 +88,48 @@ def run_formats(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHMARKS = (add_loader, add_formats)
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="AVCL training samples/s, data wait vs compute, and MFU per backbone",
+        description="Times AVCL training steps (the loop of avcl pretrain) for each backbone on batches from a "
+        "prepared cache: samples/s, the step split into data wait and compute, training FLOPs per sample "
+        "(FlopCounterMode over one forward and backward) and MFU against the GPU's dense bf16 peak. Presets: "
+        "configs/avcl_<backbone>.yaml (16x112x112) on CUDA, configs/demo_cpu.yaml (8x56x56) on the CPU. "
+        "Writes OUT/bench_train.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--cache", help="a prepared cache (default: generate and prepare a synthetic benchmark under OUT/train)")
+    p.add_argument("--out", default="runs/bench", help="folder for bench_train.json")
+    p.add_argument("--backbones", default="r3d,c3d,r21d", help="comma-separated backbones")
+    p.add_argument("--batch-size", type=int, default=64, help="batch per process")
+    p.add_argument("--steps", type=int, default=None, help="measured steps per backbone (default: 30 on CUDA, 4 on the CPU)")
+    p.add_argument("--warmup", type=int, default=None, help="unmeasured steps first (default: 10 on CUDA, 1 on the CPU)")
+    p.add_argument("--config", help="preset for every backbone (default: the backbone's paper preset on CUDA, "
+                   "configs/demo_cpu.yaml on the CPU)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU, for a GPU missing from the table")
+    p.add_argument("--classes", type=int, default=12, help="synthetic benchmark: classes")
+    p.add_argument("--per-class", type=int, default=16, help="synthetic benchmark: videos per class")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.num_workers=16 train.compile=true")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from avcl.bench.train import format_train_table, run_train_bench
+
+    # the synthetic benchmark of this command has its own folder: it needs more videos than bench loader's
+    cache = _cache_or_synthetic(argparse.Namespace(**{**vars(args), "out": str(Path(args.out) / "train")}))
+    results = run_train_bench(cache, out=args.out, backbones=[b.strip() for b in args.backbones.split(",") if b.strip()],
+                              batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, config=args.config,
+                              overrides=args.overrides, split="train" if args.cache else None,
+                              peak_tflops=args.peak_tflops, progress=not args.quiet)
+    print(format_train_table(results))
+    print(f"wrote {Path(args.out) / 'bench_train.json'}")
+    return 0
+
+
+BENCHMARKS = (add_loader, add_formats, add_train)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,0 +1,231 @@
+"""``avcl bench train``: AVCL training speed per backbone: samples/s, data wait vs compute, and MFU.
+
+For each backbone the benchmark builds AVCL and its training loader as ``avcl pretrain`` does (same
+config, same ``build_loader``, same ``to_model_input``, autocast, optimiser and memory format), then
+times ``warmup + steps`` optimiser steps on real batches from a prepared cache. Only the last
+``steps`` are measured, so worker start-up, cuDNN's first calls and ``torch.compile`` stay out of the
+figures. As in the trainer, a step's *data wait* is the time to get the next batch from the loader and
+through ``to_model_input``; *compute* is forward, backward and the optimiser step (synchronised on CUDA).
+
+Training FLOPs per sample are counted by ``FlopCounterMode`` over one forward and backward of the
+method on the first batch (see :mod:`avcl.bench.flops`), so
+
+    MFU = samples/s x FLOPs per sample / peak FLOP/s of the device.
+
+The peak is the dense bf16 tensor-core figure of the GPU's data sheet; on the CPU there is no
+trustworthy peak, so the achieved GFLOP/s is reported and MFU is left out (None).
+
+Presets: on CUDA ``configs/avcl_<backbone>.yaml`` (16x112x112 clips, 112x112 spectrogram crops);
+on the CPU ``configs/demo_cpu.yaml`` (quarter width, 8x56x56) with ``model.backbone`` set, so a CPU
+run takes minutes. ``config`` replaces the preset for every backbone; ``overrides`` apply on top.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from avcl.bench.flops import device_peak, training_flops
+from avcl.bench.loader import machine
+from avcl.config import Config, get_key, load_config, set_key
+from avcl.data.cache import PreparedCache
+from avcl.data.datasets import PreparedDataset
+from avcl.data.transforms import to_model_input
+from avcl.engine.setup import split_loader
+from avcl.engine.trainer import autocast, make_optimizer, resolve_device, seed_everything
+from avcl.errors import UserError
+from avcl.methods import build_method
+from avcl.methods.base import count_parameters
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+BACKBONES = ("r3d", "c3d", "r21d")
+# (measured steps, warm-up steps) per backbone when not given: a GPU step is tens of milliseconds, a
+# CPU step of the demo preset at batch 64 about a second or two.
+DEFAULT_STEPS = {"cuda": (30, 10), "cpu": (4, 1)}
+SWITCHES = ("train.amp", "train.channels_last", "train.compile", "data.num_workers", "data.pin_memory",
+            "data.persistent_workers", "data.prefetch_factor", "data.normalize_on_device")
+
+
+def preset_path(backbone: str, device: torch.device) -> Path:
+    """The paper preset of ``backbone`` on CUDA, the CPU demo preset elsewhere."""
+    path = CONFIGS / (f"avcl_{backbone}.yaml" if device.type == "cuda" else "demo_cpu.yaml")
+    if not path.is_file():
+        raise UserError(f"{path} not found: pass a preset with --config (the defaults live in a source checkout's configs/)")
+    return path
+
+
+def bench_config(backbone: str, device: torch.device, batch_size: int, config: str | os.PathLike | None = None,
+                 overrides: Sequence[str] = ()) -> tuple[Config, str]:
+    """The run's config (``config`` or the default preset, then ``overrides``) with the backbone and the
+    per-process batch size of the benchmark; returns it with the preset's path."""
+    preset = Path(config) if config is not None else preset_path(backbone, device)
+    cfg = load_config(preset, overrides)
+    set_key(cfg, "model.backbone", backbone)
+    cfg.train.batch_size = batch_size
+    return cfg, str(preset)
+
+
+def _batches(loader) -> Iterator[dict]:
+    """Batches epoch after epoch, as training draws them (``set_epoch`` before each epoch)."""
+    for epoch in itertools.count():
+        loader.sampler.set_epoch(epoch)
+        yield from loader
+
+
+def _precision(device: torch.device, amp: str) -> str:
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return "fp32"
+    return "fp16" if amp == "fp16" else "bf16"
+
+
+def bench_backbone(cfg: Config, cache: PreparedCache, split: str | None, device: torch.device, steps: int,
+                   warmup: int, peak_tflops: float | None) -> dict:
+    """Times ``warmup + steps`` training steps of ``cfg``'s method; returns the figures of the last ``steps``."""
+    seed_everything(cfg.train.seed)
+    method = build_method(cfg, num_classes=len(cache.classes) or None).to(device)
+    if cfg.train.channels_last and device.type == "cuda":  # as avcl pretrain
+        method = method.to(memory_format=torch.channels_last_3d)
+    dataset = PreparedDataset(cache, split, cfg.data, mode="train", require_audio=method.uses_audio, seed=cfg.train.seed)
+    loader = split_loader(cfg, dataset, batch_size=cfg.train.batch_size, shuffle=True, device=device, drop_last=True)
+    if len(loader) == 0:
+        raise UserError(f"{cache.root}: {len(dataset)} usable videos, fewer than one batch of {cfg.train.batch_size}; "
+                        "lower --batch-size or use a larger cache")
+    optimizer = make_optimizer(method.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.momentum,
+                               cfg.optim.weight_decay)
+    model = torch.compile(method) if cfg.train.compile else method
+    batches = _batches(loader)
+    first = to_model_input(next(batches), cfg.data, device, channels_last=cfg.train.channels_last)
+    flops = training_flops(method, first, device, cfg.train.amp) / cfg.train.batch_size
+    del first
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    wait = compute = 0.0
+    losses = []
+    for step in range(warmup + steps):
+        t0 = time.perf_counter()
+        batch = to_model_input(next(batches), cfg.data, device, channels_last=cfg.train.channels_last)
+        t1 = time.perf_counter()
+        with autocast(device, cfg.train.amp):
+            loss = model(batch)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        method.on_step_end()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t2 = time.perf_counter()
+        losses.append(float(loss.detach()))
+        if step >= warmup:
+            wait += t1 - t0
+            compute += t2 - t1
+    step_time = (wait + compute) / steps
+    samples_per_s = cfg.train.batch_size / step_time
+    achieved = samples_per_s * flops
+    result = {
+        "backbone": cfg.model.backbone,
+        "clip": [cfg.data.clip_len, cfg.data.crop_size, cfg.data.crop_size],
+        "audio": [cfg.data.audio_crop, cfg.data.audio_crop],
+        "width": cfg.model.width,
+        "depth": cfg.model.depth,
+        "batch_size": cfg.train.batch_size,
+        "videos": len(dataset),
+        "warmup_steps": warmup,
+        "steps": steps,
+        "parameters": count_parameters(method),
+        "flops_per_sample": flops,
+        "step_time_s": step_time,
+        "data_wait_s": wait / steps,
+        "compute_s": compute / steps,
+        "data_wait_fraction": wait / (wait + compute),
+        "samples_per_s": samples_per_s,
+        "achieved_tflops": achieved / 1e12,
+        "mfu": achieved / (peak_tflops * 1e12) if peak_tflops else None,
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+    }
+    if device.type == "cuda":
+        result["max_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+    del loader, batches  # stops persistent workers now, not at the next garbage collection
+    return result
+
+
+def run_train_bench(cache: str | os.PathLike, *, out: str | os.PathLike | None = None,
+                    backbones: Sequence[str] = BACKBONES, batch_size: int = 64, steps: int | None = None,
+                    warmup: int | None = None, config: str | os.PathLike | None = None,
+                    overrides: Sequence[str] = (), split: str | None = "train", peak_tflops: float | None = None,
+                    progress: bool = True) -> dict:
+    """AVCL training speed for each of ``backbones`` on batches of the prepared ``cache``.
+
+    ``batch_size`` is per process (the benchmark runs one); ``steps`` measured steps follow ``warmup``
+    unmeasured ones (defaults: 30 and 10 on CUDA, 4 and 1 on the CPU). ``split``: the split to draw
+    from; all videos of the cache when it holds fewer than one batch (or ``split=None``).
+    ``peak_tflops`` replaces the device's peak from the table (for a GPU missing from it).
+    Writes ``bench_train.json`` under ``out`` when given; returns what it writes.
+    """
+    unknown = [b for b in backbones if b not in BACKBONES]
+    if unknown or not backbones:
+        raise UserError(f"unknown backbone(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(BACKBONES)}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be positive, got {batch_size}")
+    cache = cache if isinstance(cache, PreparedCache) else PreparedCache(cache)
+    if split is not None and len(cache.indices(split)) < batch_size:
+        split = None
+    # train.device (auto, or set by the preset or an override) picks the device, which picks the preset
+    device = resolve_device(load_config(config, overrides).train.device)
+    default_steps, default_warmup = DEFAULT_STEPS["cuda" if device.type == "cuda" else "cpu"]
+    steps = default_steps if steps is None else steps
+    warmup = default_warmup if warmup is None else warmup
+    if steps < 1 or warmup < 0:
+        raise UserError(f"--steps must be at least 1 and --warmup at least 0, got {steps} and {warmup}")
+    peak = device_peak(device, peak_tflops)
+    results: dict = {
+        "machine": {**machine(), "torch_threads": torch.get_num_threads()},
+        "device": str(device),
+        **peak,
+        "cache": str(cache.root),
+        "split": split or "all",
+        "runs": [],
+    }
+    for backbone in backbones:
+        cfg, preset = bench_config(backbone, device, batch_size, config, overrides)
+        if progress:
+            print(f"  {backbone}: {preset} {' '.join(overrides)} (batch {batch_size}, {warmup} + {steps} steps on {device})",
+                  flush=True)
+        run = {"preset": preset, "precision": _precision(device, cfg.train.amp),
+               "settings": {key: get_key(cfg, key) for key in SWITCHES},
+               **bench_backbone(cfg, cache, split, device, steps, warmup, peak["peak_tflops"])}
+        results["runs"].append(run)
+        if progress:
+            print(f"    {run['samples_per_s']:.1f} samples/s, data wait {100 * run['data_wait_fraction']:.1f}%, "
+                  f"{run['flops_per_sample'] / 1e9:.2f} GFLOP/sample", flush=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "bench_train.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def format_train_table(results: dict) -> str:
+    """A markdown table of the runs: throughput, the step split into data wait and compute, FLOPs, MFU."""
+    lines = ["| backbone | clip | audio | batch | precision | samples/s | step (ms) | data wait (ms) | "
+             "compute (ms) | data wait | GFLOP/sample | achieved TFLOP/s | MFU |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["runs"]:
+        mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+        lines.append(
+            f"| {r['backbone']} (width {r['width']:g}) | {'x'.join(map(str, r['clip']))} | {'x'.join(map(str, r['audio']))} "
+            f"| {r['batch_size']} | {r['precision']} | {r['samples_per_s']:.1f} | {1e3 * r['step_time_s']:.0f} "
+            f"| {1e3 * r['data_wait_s']:.1f} | {1e3 * r['compute_s']:.0f} | {100 * r['data_wait_fraction']:.1f}% "
+            f"| {r['flops_per_sample'] / 1e9:.2f} | {r['achieved_tflops']:.3f} | {mfu} |")
+    peak = results["peak_tflops"]
+    lines.append(f"\ndevice: {results['device']} ({results['device_name']}), peak "
+                 f"{'n/a' if peak is None else f'{peak:g} TFLOP/s'} ({results['peak_source']}); "
+                 f"{results['machine']['cores']} cores, {results['machine']['torch_threads']} torch threads; "
+                 f"cache {results['cache']} (split {results['split']})")
+    return "\n".join(lines)
