@@ -27,7 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value overrides may follow options even after another positional (`avcl ablate table1 --data D
+    # train.epochs=5`), which argparse alone does not collect: gather the leftovers here.
+    args, rest = parser.parse_known_args(argv)
+    strays = [r for r in rest if r.startswith("-") or "=" not in r]
+    if strays or (rest and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(strays or rest)}")
+    if rest:
+        args.overrides = [*args.overrides, *rest]
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -1,0 +1,193 @@
+"""The paper's tables on any prepared dataset: ``avcl compare`` (Table 4) and ``avcl ablate`` (Tables 1-3).
+
+A table is a list of rows; a row is a set of config overrides on top of a preset (or a supervised
+baseline trained from scratch). Every row runs with the same budget for each seed: pretraining, then
+the evaluation protocols (linear probe on frozen features, fine-tuning), each tested at video level.
+Results are cached per row and seed (``result.json``), so an interrupted table resumes where it
+stopped. The outputs are a Markdown table (mean and standard deviation over seeds, beside the paper's
+number on Kinetics-Sounds 32) and a bar chart PNG.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from avcl.config import Config, parse_override, set_key, validate
+from avcl.errors import UserError
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    overrides: tuple[str, ...] = ()
+    paper: float | None = None  # the paper's top-1 on K32, for the side-by-side
+    supervised: str | None = None  # video | audio | both: a supervised baseline trained from scratch
+    note: str = ""
+
+
+TABLE4 = [
+    Row("Baseline-R", supervised="video", paper=60.4),
+    Row("Baseline-A", supervised="audio", paper=52.9),
+    Row("Baseline-R+A", supervised="both", paper=73.9),
+    Row("IIC", ("method.name=iic",), paper=60.5),
+    Row("SimCLR", ("method.name=simclr",), paper=69.7),
+    Row("MoCo", ("method.name=moco",), paper=68.2),
+    Row("BYOL", ("method.name=byol",), paper=73.3),
+    Row("SimSiam", ("method.name=simsiam",), paper=72.9),
+    Row("Barlow Twins", ("method.name=barlow",), paper=69.6),
+    Row("AVCL", ("method.name=avcl",), paper=75.6),
+]
+METHOD_ROWS = {
+    "baseline-r": 0, "baseline-a": 1, "baseline-r+a": 2, "iic": 3, "simclr": 4, "moco": 5, "byol": 6,
+    "simsiam": 7, "barlow": 8, "avcl": 9,
+}
+
+TABLES: dict[str, tuple[str, list[Row]]] = {
+    "table1": ("Table 1: sampling of the two modalities and the number of models", [
+        Row("RGB 1 frame, 1.2 s audio, 2 models", ("data.clip_len=1", "data.audio_window=1.2"), paper=67.9),
+        Row("RGB clip, 1.2 s audio, 2 models", ("data.audio_window=1.2",), paper=72.1),
+        Row("RGB clip, whole audio, 2 models", (), paper=75.6),
+        Row("RGB clip, whole audio, 1 shared model", ("model.shared=true",), paper=60.5,
+            note="for C3D also set model.c3d_audio=tile"),
+    ]),
+    "table2": ("Table 2: the layer CGRA aligns", [
+        Row("no CGRA", ("method.cgra=false",), paper=72.5),
+        Row("CGRA at conv3", ("method.cgra_layer=conv3",), paper=68.5),
+        Row("CGRA at conv4", ("method.cgra_layer=conv4",), paper=69.3),
+        Row("CGRA at conv5", ("method.cgra_layer=conv5",), paper=70.9),
+        Row("CGRA at pool-final", ("method.cgra_layer=pool",), paper=75.6),
+        Row("CGRA at conv5+pool", ("method.cgra_layer=conv5+pool",), paper=70.4),
+    ]),
+    "table3": ("Table 3: SelfCL, the loss weights and AMFM", [
+        Row("no SelfCL (1.0 / 0.0)", ("method.selfcl=false", "method.lambda_cor=1.0", "method.lambda_self=0.0"), paper=73.5),
+        Row("0.1 / 0.9", ("method.lambda_cor=0.1", "method.lambda_self=0.9"), paper=72.0),
+        Row("0.3 / 0.7", ("method.lambda_cor=0.3", "method.lambda_self=0.7"), paper=72.2),
+        Row("0.5 / 0.5", ("method.lambda_cor=0.5", "method.lambda_self=0.5"), paper=74.1),
+        Row("0.7 / 0.3", ("method.lambda_cor=0.7", "method.lambda_self=0.3"), paper=73.7),
+        Row("0.9 / 0.1", ("method.lambda_cor=0.9", "method.lambda_self=0.1"), paper=75.6),
+        Row("0.9 / 0.1, no AMFM", ("method.lambda_cor=0.9", "method.lambda_self=0.1", "method.amfm=false"), paper=73.5),
+    ]),
+}
+
+
+def table4_rows(methods: str) -> list[Row]:
+    """``all`` or a comma-separated list of method names (avcl, simclr, ..., baseline-r, baseline-a, baseline-r+a)."""
+    if methods == "all":
+        return list(TABLE4)
+    names = [m.strip().lower() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METHOD_ROWS]
+    if unknown:
+        raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from all, {', '.join(METHOD_ROWS)}")
+    return [TABLE4[METHOD_ROWS[m]] for m in names]
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+
+
+def row_config(base: Config, row: Row, seed: int) -> Config:
+    cfg = copy.deepcopy(base)
+    for text in row.overrides:
+        key, value = parse_override(text)
+        set_key(cfg, key, value, f"row '{row.name}'")
+    cfg.train.seed = seed
+    if row.supervised:
+        cfg.method.name = "supervised"
+        cfg.method.supervised_modality = cfg.eval.modality = row.supervised
+    validate(cfg)
+    return cfg
+
+
+def run_row(base: Config, row: Row, seed: int, out: Path, protocols: tuple[str, ...]) -> dict:
+    """One row, one seed: pretrain (unless supervised), then each protocol. Cached in ``result.json``."""
+    from avcl.api import method_from_checkpoint
+    from avcl.engine.pretrain import pretrain
+    from avcl.evaluation.classify import finetune, linear_probe
+
+    result_file = out / "result.json"
+    if result_file.is_file():
+        return json.loads(result_file.read_text())
+    cfg = row_config(base, row, seed)
+    result: dict = {"row": row.name, "seed": seed}
+    if row.supervised:  # trained with labels: the fine-tuning protocol is its evaluation
+        res = finetune(cfg, out / "finetune", pretrained=None, resume=(out / "finetune" / "last.pt").exists())
+        result["finetune"] = res["test"]["top1"]
+    else:
+        cfg.train.out = str(out / "pretrain")
+        pretrain(cfg, resume=(out / "pretrain" / "last.pt").exists())
+        method = method_from_checkpoint(out / "pretrain" / "last.pt")
+        if "linear" in protocols:
+            result["linear"] = linear_probe(method, cfg, out / "linear", title=row.name)["top1"]
+        if "finetune" in protocols:
+            res = finetune(cfg, out / "finetune", pretrained=method, resume=(out / "finetune" / "last.pt").exists())
+            result["finetune"] = res["test"]["top1"]
+    out.mkdir(parents=True, exist_ok=True)
+    result_file.write_text(json.dumps(result, indent=2))
+    return result
+
+
+@dataclass
+class TableResult:
+    title: str
+    rows: list[Row]
+    runs: dict[str, list[dict]] = field(default_factory=dict)  # row name -> one result per seed
+
+    def summary(self, protocol: str) -> list[tuple[str, float | None, float | None, int]]:
+        out = []
+        for row in self.rows:
+            values = [r[protocol] for r in self.runs.get(row.name, []) if protocol in r]
+            mean = statistics.fmean(values) if values else None
+            std = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+            out.append((row.name, mean, std, len(values)))
+        return out
+
+
+def format_markdown(result: TableResult, protocols: tuple[str, ...]) -> str:
+    head = ["| row |"] + [f" {p} top-1 (%) |" for p in protocols] + [" seeds | paper, K32 (%) |"]
+    lines = [f"### {result.title}", "", "".join(head), "|---|" + "---|" * (len(protocols) + 2)]
+    summaries = {p: {name: (m, s, n) for name, m, s, n in result.summary(p)} for p in protocols}
+    for row in result.rows:
+        cells = []
+        seeds = 0
+        for p in protocols:
+            mean, std, n = summaries[p][row.name]
+            seeds = max(seeds, n)
+            cells.append("n/a" if mean is None else f"{mean:.1f} ± {std:.1f}")
+        paper = f"{row.paper:.1f}" if row.paper is not None else "-"
+        name = row.name + (f" ({row.note})" if row.note else "")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {seeds} | {paper} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_table(base: Config, title: str, rows: list[Row], out: str | Path, seeds: int,
+              protocols: tuple[str, ...], name: str) -> TableResult:
+    from avcl.evaluation.plots import plot_bars
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    base.save(out / "base_config.yaml")
+    if any(r.supervised for r in rows) and "finetune" not in protocols:
+        protocols = (*protocols, "finetune")  # a supervised baseline's only evaluation
+    result = TableResult(title, rows)
+    total = len(rows) * seeds
+    done = 0
+    for row in rows:
+        for seed in range(seeds):
+            done += 1
+            print(f"[{done}/{total}] {row.name}, seed {seed}")
+            result.runs.setdefault(row.name, []).append(
+                run_row(base, row, seed, out / _slug(row.name) / f"seed{seed}", protocols))
+    markdown = format_markdown(result, protocols)
+    (out / f"{name}.md").write_text(markdown)
+    (out / f"{name}.json").write_text(json.dumps({"title": title, "protocols": protocols, "runs": result.runs,
+                                                  "paper": {r.name: r.paper for r in rows}}, indent=2))
+    for p in protocols:
+        summary = [(n, m, s) for n, m, s, _ in result.summary(p) if m is not None]
+        if summary:
+            plot_bars([n for n, _, _ in summary], [m for _, m, _ in summary], [s for _, _, s in summary],
+                      out / f"{name}_{p}.png", title=f"{title} ({p}, {seeds} seed(s))")
+    print(markdown)
+    return result
