@@ -25,11 +25,11 @@ from avcl.config import Config
 from avcl.methods import build_method
 from ddp.harness import save_result
 
-METHOD_NAMES = ("simclr", "moco", "byol", "simsiam", "barlow", "iic")
+METHOD_NAMES = ("avcl", "simclr", "moco", "byol", "simsiam", "barlow", "iic")
 STEPS = 3
-# Barlow Twins' loss sums over its projector's dimensions, so its gradients are ~30x the others':
+# Barlow Twins' loss (and CGRA, 90% of AVCL's) sums over feature dimensions, so its gradients are ~30x the others':
 # a smaller step keeps three steps in the range where float32 rounding stays small
-LR = {"barlow": 0.001}
+LR = {"barlow": 0.001, "avcl": 0.001}
 DEFAULT_LR = 0.01
 QUEUE = 20  # 3 steps of 8 keys wrap around a queue of 20 rows once
 
