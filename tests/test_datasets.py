@@ -136,3 +136,13 @@ def test_source_dataset_decodes_the_same_samples_as_the_cache(cache):
         mse = (a["video"].float() - b["video"].float()).square().mean()
         assert 10 * torch.log10(255**2 / mse) > 30  # JPEG in the cache
         torch.testing.assert_close(a["audio"], b["audio"], atol=0.02, rtol=0)  # float16 in the cache
+
+
+def test_loader_bench_measures_the_cache_and_the_source(cache, tmp_path):
+    from avcl.bench.loader import format_loader_table, run_loader_bench
+
+    results = run_loader_bench(cache, workers=(0,), batch_size=2, seconds=0.3, source_seconds=0.3, out=tmp_path,
+                               progress=False)
+    rates = {r["from"]: r["samples_per_s"] for r in results["rates"]}
+    assert rates["cache"] > 0 and rates["source"] > 0 and results["speedup"]["0"] > 0
+    assert (tmp_path / "bench_loader.json").exists() and "| 0 |" in format_loader_table(results)

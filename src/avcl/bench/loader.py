@@ -75,7 +75,15 @@ def run_loader_bench(cache: str | os.PathLike | PreparedCache, *, workers: Seque
     ``split``: the split to draw from (all videos when the cache has no such split). Writes
     ``bench_loader.json`` under ``out`` when given. Returns the results.
     """
-    torch.set_num_threads(1)  # one core per loader process, as on a training machine with busy cores
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one core per loader process (workers run with one thread too)
+    try:
+        return _loader_bench(cache, workers, batch_size, seconds, source_seconds, split, out, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _loader_bench(cache, workers, batch_size, seconds, source_seconds, split, out, progress) -> dict:
     cache = cache if isinstance(cache, PreparedCache) else PreparedCache(cache)
     split = split if split is not None and len(cache.indices(split)) else None
     base = DataConfig()
@@ -189,13 +197,20 @@ def run_format_bench(videos: Sequence[str | os.PathLike], *, size: tuple[int, in
     random clips of ``clip_len`` frames are decoded (clips/s), and again with the training
     augmentation and a 112x112 crop of a 10 s spectrogram (samples/s), one core.
     """
-    import av  # noqa: F401  (fail early when PyAV is missing)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _format_bench(videos, size, qualities, clip_len, clips, out, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _format_bench(videos, size, qualities, clip_len, clips, out, progress) -> dict:
     from PIL import Image
     from torchvision.io import decode_jpeg
 
     from avcl.data.decode import iter_frames, probe
 
-    torch.set_num_threads(1)
     decoded = []
     for path in videos:
         frames = np.stack(list(iter_frames(path, size=size)))

@@ -112,7 +112,8 @@ class _ClipDataset(Dataset, ABC):
             flip = bool(cfg.hflip and rng.random() < 0.5)
         else:
             (y, x), flip = T.centre_crop_box(height, width, crop), False
-        clips = torch.stack([T.crop_clip(f, y, x, crop, flip) for f in frames])  # (N, 3, T, crop, crop)
+        clips = [T.crop_clip(f, y, x, crop, flip) for f in frames]
+        clips = clips[0][None] if len(clips) == 1 else torch.stack(clips)  # (N, 3, T, crop, crop)
         if not cfg.normalize_on_device:
             clips = T.normalize_video(clips, cfg)
         audio = self._audio(pos, video, starts, rng)  # (N, 1, audio_crop, audio_crop)
@@ -143,7 +144,7 @@ class _ClipDataset(Dataset, ABC):
             time = T.clip_centre_time(int(start), cfg.clip_len, video.fps)
             window = T.audio_window(mel, self.window, time, self.mel_fps, self.pad_value)
             out.append(T.spectrogram_crop(window, self.audio_mean, self.audio_std, size, y, x, crop))
-        return torch.stack(out)[:, None]
+        return (out[0][None] if n == 1 else torch.stack(out))[:, None]
 
 
 class PreparedDataset(_ClipDataset):
@@ -179,6 +180,8 @@ class PreparedDataset(_ClipDataset):
 
     def _clips(self, pos: int, video: _Video, starts: np.ndarray, clip_len: int) -> np.ndarray:
         ids = np.stack([T.clip_frame_ids(int(s), clip_len, video.num_frames) for s in starts])  # (N, clip_len)
+        if len(starts) == 1:
+            return self.cache.read_frames(video.row, ids[0])[None]
         unique, inverse = np.unique(ids, return_inverse=True)  # overlapping test clips decode each frame once
         return self.cache.read_frames(video.row, unique)[inverse.reshape(ids.shape)]
 

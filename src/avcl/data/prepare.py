@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from avcl.data import cache as C
@@ -45,6 +46,7 @@ def _init_worker(shard_dir: str, run_id: str, options: dict, ignore_sigint: bool
     global _writer, _options
     if ignore_sigint:  # Ctrl-C is the parent's to handle; it stops the workers itself
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        torch.set_num_threads(1)  # one process per core already; threads would only compete
     _writer = C.ShardWriter(Path(shard_dir), f"{run_id}-{os.getpid()}")
     _options = options
 

@@ -11,6 +11,7 @@ image, which is the same numbers as resizing everything and cropping, at a fract
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -136,25 +137,39 @@ def audio_window(mel: np.ndarray, seconds: float | None, centre_time: float, mel
     return out
 
 
-def resize_weights(n_in: int, n_out: int, start: int, count: int) -> tuple[int, np.ndarray]:
-    """Rows ``start:start+count`` of the (n_out, n_in) antialiased bilinear resize matrix, restricted
-    to the input band they touch: returns ``(first input index, (count, band) float32 weights)``.
+@functools.lru_cache(maxsize=4096)
+def _resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Antialiased bilinear resize from ``n_in`` to ``n_out`` samples in banded form: for each output,
+    the first of its K input taps (n_out,) int64 and the tap weights (n_out, K) float32.
 
-    The same weights as ``F.interpolate(mode="bilinear", antialias=True, align_corners=False)`` and PIL:
-    a triangle filter stretched by the scale when shrinking, plain bilinear when enlarging.
+    The weights of ``F.interpolate(mode="bilinear", antialias=True, align_corners=False)`` and PIL: a
+    triangle filter stretched by the scale when shrinking, plain bilinear when enlarging. A few KB per
+    (n_in, n_out), cached because whole-audio spectrograms come in a limited set of lengths.
     """
     scale = n_in / n_out
     support = scale if scale >= 1.0 else 1.0
     inv = 1.0 / scale if scale >= 1.0 else 1.0
-    centre = scale * (np.arange(start, start + count) + 0.5)
+    centre = scale * (np.arange(n_out) + 0.5)
     lo = np.maximum((centre - support + 0.5).astype(np.int64), 0)
     hi = np.minimum((centre + support + 0.5).astype(np.int64), n_in)
-    band_lo, band_hi = int(lo.min()), int(hi.max())
-    idx = np.arange(band_lo, band_hi)
-    w = np.clip(1.0 - np.abs((idx[None, :] - centre[:, None] + 0.5) * inv), 0.0, None)
-    w *= (idx[None, :] >= lo[:, None]) & (idx[None, :] < hi[:, None])
-    w /= w.sum(axis=1, keepdims=True)
-    return band_lo, w.astype(np.float32)
+    taps = int((hi - lo).max())
+    first = np.minimum(lo, n_in - taps)
+    idx = first[:, None] + np.arange(taps)
+    weights = np.clip(1.0 - np.abs((idx - centre[:, None] + 0.5) * inv), 0.0, None)
+    weights *= (idx >= lo[:, None]) & (idx < hi[:, None])
+    weights /= weights.sum(axis=1, keepdims=True)
+    return first, weights.astype(np.float32)
+
+
+def resize_weights(n_in: int, n_out: int, start: int, count: int) -> tuple[int, np.ndarray]:
+    """Rows ``start:start+count`` of the (n_out, n_in) resize matrix of ``_resize_taps``, restricted to
+    the input band they touch: ``(first input index of the band, (count, band) float32 weights)``."""
+    first, weights = _resize_taps(n_in, n_out)
+    first, weights = first[start : start + count], weights[start : start + count]
+    band_lo = int(first[0])
+    dense = np.zeros((count, int(first[-1]) + weights.shape[1] - band_lo), dtype=np.float32)
+    dense[np.arange(count)[:, None], (first - band_lo)[:, None] + np.arange(weights.shape[1])] = weights
+    return band_lo, dense
 
 
 def spectrogram_crop(
