@@ -175,7 +175,14 @@ class C3D(Backbone):
         self._stage_of = {"conv3": "conv3", "conv4": "conv4", "conv5": "conv5"}
         self.layer_dims = {"conv3": c3, "conv4": c4, "conv5": c4, "pool": c4}
         self.out_dim = c4
+        self.min_frames = 8 if temporal_pool else 1  # three (2,2,2) poolings
         self._init_weights()
+
+    def forward_features(self, x: Tensor, layers: Sequence[str] = ("pool",)) -> dict[str, Tensor]:
+        if x.shape[2] < self.min_frames:
+            raise UserError(f"c3d pools time three times and needs clips of at least {self.min_frames} frames, "
+                            f"got {x.shape[2]}: raise data.clip_len or use r3d/r21d")
+        return super().forward_features(x, layers)
 
 
 def build_backbone(name: str, in_channels: int = 3, depth: int = 9, width: float = 1.0, temporal_pool: bool = True) -> Backbone:
