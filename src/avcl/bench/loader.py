@@ -10,10 +10,12 @@ is stored the way it is.
 """
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
 import platform
+import resource
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +29,7 @@ from avcl.data import transforms as T
 from avcl.data.cache import DEFAULT_QUALITY, PreparedCache, decode_frame, encode_frame
 from avcl.data.datasets import PreparedDataset, SourceDataset, build_loader
 from avcl.data.sources import VideoItem
+from avcl.errors import UserError
 
 
 def machine() -> dict:
@@ -38,30 +41,47 @@ def machine() -> dict:
     except OSError:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_1min_before": load, "python": platform.python_version(),
+    return {"cpu": cpu, "cores": os.cpu_count(), "load_1min": load, "python": platform.python_version(),
             "torch": torch.__version__}
 
 
-def loader_rate(dataset, data_cfg: DataConfig, batch_size: int, seconds: float, warmup_batches: int = 2) -> float:
-    """Samples per second drawn through ``build_loader`` for about ``seconds`` after ``warmup_batches``
-    (worker start-up and the first prefetch are not counted); epochs follow each other as needed."""
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished (joined) child processes, such as loader workers."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+def loader_rate(dataset, data_cfg: DataConfig, batch_size: int, seconds: float, warmup_batches: int = 2
+                ) -> tuple[float, float]:
+    """``(samples per second, samples per CPU-second)`` drawn through ``build_loader`` for about
+    ``seconds`` after ``warmup_batches`` (not counted in the first number); epochs follow each other.
+
+    The second number divides by the CPU time of this process and its workers (start-up included), so
+    it measures the work per sample even when other programs share the cores: it is the rate one
+    fully available core would reach.
+    """
+    if len(dataset) == 0:
+        raise UserError("nothing to measure: the dataset is empty")
+    cpu0 = _cpu_seconds()
     loader = build_loader(dataset, data_cfg, batch_size, shuffle=True, seed=0, drop_last=False)
-    epoch, samples, start = 0, 0, None
+    epoch, samples, total, start = 0, 0, 0, None
     seen = 0
-    try:
-        while True:
-            loader.sampler.set_epoch(epoch)
-            for batch in loader:
-                seen += 1
-                if seen == warmup_batches:
-                    start = time.perf_counter()
-                elif start is not None:
-                    samples += len(batch["label"])
-                    if time.perf_counter() - start >= seconds:
-                        return samples / (time.perf_counter() - start)
-            epoch += 1
-    finally:
-        del loader  # stops persistent workers now, not at the next garbage collection
+    while start is None or time.perf_counter() - start < seconds:
+        loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            seen += 1
+            total += len(batch["label"])
+            if seen == warmup_batches:
+                start = time.perf_counter()
+            elif start is not None:
+                samples += len(batch["label"])
+                if time.perf_counter() - start >= seconds:
+                    break
+        epoch += 1
+    wall = time.perf_counter() - start
+    del loader, batch  # shuts the workers down and joins them, so that their CPU time is counted
+    gc.collect()
+    return samples / wall, total / (_cpu_seconds() - cpu0)
 
 
 def run_loader_bench(cache: str | os.PathLike | PreparedCache, *, workers: Sequence[int] = (0, 1, 2),
@@ -110,23 +130,26 @@ def _loader_bench(cache, workers, batch_size, seconds, source_seconds, split, ou
     }
     for w in workers:
         cfg = replace(base, num_workers=w)
-        rate = loader_rate(PreparedDataset(cache, split, cfg), cfg, batch_size, seconds)
-        results["rates"].append({"from": "cache", "workers": w, "samples_per_s": round(rate, 1)})
-        if progress:
-            print(f"  cache,  {w} workers: {rate:8.1f} samples/s", flush=True)
-        if missing:
-            continue
-        source = SourceDataset(items, cache.classes, cfg, size=(height, width),
-                               audio_stats=(cache.audio_mean, cache.audio_std))
-        rate = loader_rate(source, cfg, batch_size, source_seconds, warmup_batches=1)
-        results["rates"].append({"from": "source", "workers": w, "samples_per_s": round(rate, 1)})
-        if progress:
-            print(f"  source, {w} workers: {rate:8.1f} samples/s", flush=True)
+        datasets = [("cache", PreparedDataset(cache, split, cfg), seconds, 2)]
+        if not missing:
+            source = SourceDataset(items, cache.classes, cfg, size=(height, width),
+                                   audio_stats=(cache.audio_mean, cache.audio_std))
+            datasets.append(("source", source, source_seconds, 1))
+        for name, dataset, duration, warmup in datasets:
+            rate, per_cpu = loader_rate(dataset, cfg, batch_size, duration, warmup)
+            results["rates"].append({"from": name, "workers": w, "samples_per_s": round(rate, 1),
+                                     "samples_per_cpu_s": round(per_cpu, 1)})
+            if progress:
+                print(f"  {name:6s} {w} workers: {rate:8.1f} samples/s, {per_cpu:8.1f} per CPU-second", flush=True)
     if missing:
         results["source_missing"] = f"{len(missing)} source videos are gone (e.g. {missing[0]}): no source rates"
-    by = {(r["from"], r["workers"]): r["samples_per_s"] for r in results["rates"]}
-    results["speedup"] = {str(w): round(by[("cache", w)] / by[("source", w)], 1)
-                          for w in workers if by.get(("source", w))}
+    by = {(r["from"], r["workers"]): r for r in results["rates"]}
+    results["speedup"] = {str(w): round(by[("cache", w)]["samples_per_s"] / by[("source", w)]["samples_per_s"], 1)
+                          for w in workers if ("source", w) in by}
+    results["speedup_per_cpu"] = {
+        str(w): round(by[("cache", w)]["samples_per_cpu_s"] / by[("source", w)]["samples_per_cpu_s"], 1)
+        for w in workers if ("source", w) in by}
+    results["machine"]["load_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "bench_loader.json").write_text(json.dumps(results, indent=1))
@@ -134,15 +157,18 @@ def _loader_bench(cache, workers, batch_size, seconds, source_seconds, split, ou
 
 
 def format_loader_table(results: dict) -> str:
-    by = {(r["from"], r["workers"]): r["samples_per_s"] for r in results["rates"]}
+    by = {(r["from"], r["workers"]): r for r in results["rates"]}
     workers = sorted({r["workers"] for r in results["rates"]})
-    lines = ["| loader workers | prepared cache (samples/s) | decoding the source (samples/s) | speed-up |",
-             "|---|---|---|---|"]
+    lines = ["| loader workers | cache: samples/s | cache: per CPU-second | source: samples/s | source: per CPU-second "
+             "| speed-up (wall / CPU) |", "|---|---|---|---|---|---|"]
     for w in workers:
-        source = by.get(("source", w))
-        speedup = results["speedup"].get(str(w))
-        lines.append(f"| {w} | {by[('cache', w)]:.0f} | {'-' if source is None else f'{source:.1f}'} | "
-                     f"{'-' if speedup is None else f'{speedup:.0f}x'} |")
+        cache, source = by[("cache", w)], by.get(("source", w))
+        if source is None:
+            lines.append(f"| {w} | {cache['samples_per_s']:.0f} | {cache['samples_per_cpu_s']:.0f} | - | - | - |")
+            continue
+        lines.append(f"| {w} | {cache['samples_per_s']:.0f} | {cache['samples_per_cpu_s']:.0f} | "
+                     f"{source['samples_per_s']:.1f} | {source['samples_per_cpu_s']:.1f} | "
+                     f"{results['speedup'][str(w)]:.0f}x / {results['speedup_per_cpu'][str(w)]:.0f}x |")
     lines.append(f"\ncache: {results['cache_mb_per_10s']} MB per 10 s of video "
                  f"({results['cache_bytes_per_second_of_video']} bytes/s), {results['videos']} videos, "
                  f"frames {results['frame_size'][0]}x{results['frame_size'][1]}, batch {results['batch_size']}")
@@ -195,7 +221,8 @@ def run_format_bench(videos: Sequence[str | os.PathLike], *, size: tuple[int, in
 
     Every video is decoded once to ``size`` frames and stored in each format in memory. Then ``clips``
     random clips of ``clip_len`` frames are decoded (clips/s), and again with the training
-    augmentation and a 112x112 crop of a 10 s spectrogram (samples/s), one core.
+    augmentation and a 112x112 crop of a 10 s spectrogram (samples/s), per CPU-second of this
+    single-threaded process; each rate is the fastest of three passes over the same clips.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -228,21 +255,25 @@ def _format_bench(videos, size, qualities, clip_len, clips, out, progress) -> di
         ay, ax = rng.integers(0, cfg.audio_size - cfg.audio_crop + 1, size=2)
         T.spectrogram_crop(mel, mean, std, cfg.audio_size, int(ay), int(ax), cfg.audio_crop)
 
+    def best_rate(fn: Callable[[int, int], object], picks: list[tuple[int, int]], rounds: int = 3) -> float:
+        """Calls per CPU-second in the fastest of ``rounds`` passes (caches and frequency still vary a little)."""
+        best = float("inf")
+        for _ in range(rounds):
+            t0 = time.process_time()  # CPU time of this (single-threaded) process: other programs do not count
+            for v, s in picks:
+                fn(v, s)
+            best = min(best, time.process_time() - t0)
+        return len(picks) / best
+
     def measure(name: str, clip_fn: Callable[[int, int], np.ndarray], n_bytes: int) -> dict:
         picks = [(v, int(rng.integers(0, max(len(decoded[v][0]) - clip_len, 0) + 1)))
                  for v in rng.integers(0, len(decoded), size=clips)]
-        t0 = time.perf_counter()
-        for v, s in picks:
-            clip_fn(v, s)
-        t1 = time.perf_counter()
-        for v, s in picks:
-            sample(clip_fn(v, s))
-        t2 = time.perf_counter()
         row = {"format": name, "mb_per_10s": round(n_bytes / seconds * 10 / 1e6, 2),
-               "clips_per_s": round(clips / (t1 - t0)), "samples_per_s": round(clips / (t2 - t1))}
+               "clips_per_cpu_s": round(best_rate(clip_fn, picks)),
+               "samples_per_cpu_s": round(best_rate(lambda v, s: sample(clip_fn(v, s)), picks))}
         if progress:
-            print(f"  {name}: {row['mb_per_10s']} MB/10 s, {row['clips_per_s']} clips/s, {row['samples_per_s']} samples/s",
-                  flush=True)
+            print(f"  {name}: {row['mb_per_10s']} MB/10 s, {row['clips_per_cpu_s']} clips and "
+                  f"{row['samples_per_cpu_s']} samples per CPU-second", flush=True)
         return row
 
     rows = [measure("raw uint8", lambda v, s: decoded[v][0][s:s + clip_len].copy(),
@@ -271,8 +302,9 @@ def _format_bench(videos, size, qualities, clip_len, clips, out, progress) -> di
 
 
 def format_formats_table(results: dict) -> str:
-    lines = [f"| format | MB per 10 s | clips/s ({results['clip_len']} frames, decode only) | samples/s (augmented, with spectrogram) |",
+    lines = [f"| format | MB per 10 s | clips per CPU-second ({results['clip_len']} frames, decode only) "
+             f"| samples per CPU-second (augmented, with spectrogram) |",
              "|---|---|---|---|"]
     for r in results["rows"]:
-        lines.append(f"| {r['format']} | {r['mb_per_10s']:.2f} | {r['clips_per_s']} | {r['samples_per_s']} |")
+        lines.append(f"| {r['format']} | {r['mb_per_10s']:.2f} | {r['clips_per_cpu_s']} | {r['samples_per_cpu_s']} |")
     return "\n".join(lines)
