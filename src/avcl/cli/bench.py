@@ -33,17 +33,16 @@ def add_loader(sub: argparse._SubParsersAction) -> None:
         description="Training samples per second (16x112x112 clip + 112x112 spectrogram crop, augmented, "
         "through a DataLoader) from the prepared cache with 0, 1 and 2 loader workers, side by side with "
         "decoding every sample from its source video as research code does. Writes OUT/bench_loader.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--cache", help="a prepared cache (default: generate and prepare a synthetic benchmark under --out)")
-    p.add_argument("--out", default="runs/bench", help="folder for bench_loader.json (and the synthetic data)")
-    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader worker counts to measure")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seconds", type=float, default=10.0, help="measuring time per setting (cache)")
-    p.add_argument("--source-seconds", type=float, default=None, help="measuring time per setting (source; default --seconds)")
-    p.add_argument("--split", default="train", help="split to sample from (all videos if the cache lacks it)")
-    p.add_argument("--classes", type=int, default=8, help="synthetic benchmark: classes")
-    p.add_argument("--per-class", type=int, default=8, help="synthetic benchmark: videos per class")
+    p.add_argument("--out", default="runs/bench", help="folder for bench_loader.json and the synthetic data (default runs/bench)")
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader worker counts to measure (default 0 1 2)")
+    p.add_argument("--batch-size", type=int, default=16, help="default 16")
+    p.add_argument("--seconds", type=float, default=10.0, help="measuring time per setting, seconds (default 10)")
+    p.add_argument("--source-seconds", type=float, default=None, help="the same for decoding the source (default: --seconds)")
+    p.add_argument("--split", default="train", help="split to sample from (default train; all videos if the cache lacks it)")
+    p.add_argument("--classes", type=int, default=8, help="synthetic benchmark: classes (default 8)")
+    p.add_argument("--per-class", type=int, default=8, help="synthetic benchmark: videos per class (default 8)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_loader)
 
@@ -66,14 +65,13 @@ def add_formats(sub: argparse._SubParsersAction) -> None:
         "formats",
         help="size and decoding speed of candidate cache formats on given videos",
         description="Decode the videos once, store their frames as raw uint8, JPEG (several qualities, three "
-        "decoders) and short-GOP H.264 in memory, and measure MB per 10 s of video, clips/s and augmented "
-        "samples/s on one core. Writes OUT/bench_formats.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "decoders) and short-GOP H.264 in memory, and measure MB per 10 s of video, and clips and augmented "
+        "samples decoded per CPU-second. Writes OUT/bench_formats.json.",
     )
     p.add_argument("videos", nargs="+", metavar="VIDEO")
-    p.add_argument("--size", type=parse_size, default=(128, 171), metavar="HxW", help="frame size")
-    p.add_argument("--clips", type=int, default=200, help="random clips decoded per format")
-    p.add_argument("--out", default="runs/bench", help="folder for bench_formats.json")
+    p.add_argument("--size", type=parse_size, default=(128, 171), metavar="HxW", help="frame size (default 128x171)")
+    p.add_argument("--clips", type=int, default=200, help="random clips decoded per format (default 200)")
+    p.add_argument("--out", default="runs/bench", help="folder for bench_formats.json (default runs/bench)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_formats)
 
@@ -133,7 +131,7 @@ BENCHMARKS = (add_loader, add_formats, add_train)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("bench", help="throughput benchmarks (loader, formats)",
+    p = subparsers.add_parser("bench", help="throughput benchmarks (loader, formats, train)",
                               description="Throughput benchmarks; `avcl bench BENCHMARK --help` for each.")
     sub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     for add in BENCHMARKS:

@@ -26,16 +26,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Decode every video of SRC once (in parallel) into OUT: resized JPEG frames and the "
         "log-mel spectrogram of the whole audio, with an index, a report of every skipped file and its "
         "reason, and the audio statistics. Interrupted, the same command resumes where it stopped.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("src", metavar="SRC", help="a folder of class folders ([split/]class/video) or a CSV "
                    "(path,label[,split], or a Kinetics annotation CSV with --videos-root)")
     p.add_argument("out", metavar="OUT", help="cache folder (new, or a cache to resume or extend)")
-    p.add_argument("--size", type=parse_size, default=(128, 171), metavar="HxW", help="stored frame size")
+    p.add_argument("--size", type=parse_size, default=(128, 171), metavar="HxW", help="stored frame size (default 128x171)")
     p.add_argument("--fps", type=float, default=None, help="resample to this frame rate (default: keep the source frames)")
-    p.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="JPEG quality of the stored frames (1-100)")
+    p.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help=f"JPEG quality of the stored frames, 1-100 (default {DEFAULT_QUALITY})")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
-    p.add_argument("--min-frames", type=int, default=16, help="skip videos with fewer frames (one clip)")
+    p.add_argument("--min-frames", type=int, default=16, help="skip videos with fewer frames, one clip (default 16)")
     p.add_argument("--videos-root", default=None, help="folder of the downloaded videos of a Kinetics CSV")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
