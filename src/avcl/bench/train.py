@@ -6,6 +6,9 @@ times ``warmup + steps`` optimiser steps on real batches from a prepared cache. 
 ``steps`` are measured, so worker start-up, cuDNN's first calls and ``torch.compile`` stay out of the
 figures. As in the trainer, a step's *data wait* is the time to get the next batch from the loader and
 through ``to_model_input``; *compute* is forward, backward and the optimiser step (synchronised on CUDA).
+On a CPU shared with other programs the wall-clock figures drop with the load; the CPU time the
+training process received during compute (all its threads) does not, so ``gflop_per_cpu_s`` is the
+figure to compare between CPU runs.
 
 Training FLOPs per sample are counted by ``FlopCounterMode`` over one forward and backward of the
 method on the first batch (see :mod:`avcl.bench.flops`), so
@@ -104,12 +107,12 @@ def bench_backbone(cfg: Config, cache: PreparedCache, split: str | None, device:
     del first
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    wait = compute = 0.0
+    wait = compute = compute_cpu = 0.0
     losses = []
     for step in range(warmup + steps):
         t0 = time.perf_counter()
         batch = to_model_input(next(batches), cfg.data, device, channels_last=cfg.train.channels_last)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         with autocast(device, cfg.train.amp):
             loss = model(batch)["loss"]
         optimizer.zero_grad(set_to_none=True)
@@ -118,11 +121,12 @@ def bench_backbone(cfg: Config, cache: PreparedCache, split: str | None, device:
         method.on_step_end()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         losses.append(float(loss.detach()))
         if step >= warmup:
             wait += t1 - t0
             compute += t2 - t1
+            compute_cpu += c2 - c1
     step_time = (wait + compute) / steps
     samples_per_s = cfg.train.batch_size / step_time
     achieved = samples_per_s * flops
@@ -141,9 +145,11 @@ def bench_backbone(cfg: Config, cache: PreparedCache, split: str | None, device:
         "step_time_s": step_time,
         "data_wait_s": wait / steps,
         "compute_s": compute / steps,
+        "compute_cpu_s": compute_cpu / steps,
         "data_wait_fraction": wait / (wait + compute),
         "samples_per_s": samples_per_s,
         "achieved_tflops": achieved / 1e12,
+        "gflop_per_cpu_s": flops * cfg.train.batch_size / compute_cpu / 1e9 if compute_cpu > 0 else None,
         "mfu": achieved / (peak_tflops * 1e12) if peak_tflops else None,
         "loss_first": losses[0],
         "loss_last": losses[-1],
@@ -183,8 +189,11 @@ def run_train_bench(cache: str | os.PathLike, *, out: str | os.PathLike | None =
     if steps < 1 or warmup < 0:
         raise UserError(f"--steps must be at least 1 and --warmup at least 0, got {steps} and {warmup}")
     peak = device_peak(device, peak_tflops)
+    host = {**machine(), "torch_threads": torch.get_num_threads()}
+    if device.type == "cpu":
+        peak["device_name"] = host["cpu"]
     results: dict = {
-        "machine": {**machine(), "torch_threads": torch.get_num_threads()},
+        "machine": host,
         "device": str(device),
         **peak,
         "cache": str(cache.root),
@@ -212,20 +221,31 @@ def run_train_bench(cache: str | os.PathLike, *, out: str | os.PathLike | None =
 
 
 def format_train_table(results: dict) -> str:
-    """A markdown table of the runs: throughput, the step split into data wait and compute, FLOPs, MFU."""
+    """A markdown table of the runs: throughput, the step split into data wait and compute, FLOPs, MFU.
+
+    On the CPU the FLOP rate is in GFLOP/s, with GFLOP per CPU-second of the training process beside it.
+    """
+    cpu = results["device"] == "cpu"
+    rate = "achieved GFLOP/s (per CPU-second)" if cpu else "achieved TFLOP/s"
     lines = ["| backbone | clip | audio | batch | precision | samples/s | step (ms) | data wait (ms) | "
-             "compute (ms) | data wait | GFLOP/sample | achieved TFLOP/s | MFU |",
+             f"compute (ms) | data wait | GFLOP/sample | {rate} | MFU |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["runs"]:
         mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+        if cpu:
+            per_cpu = "-" if r["gflop_per_cpu_s"] is None else f"{r['gflop_per_cpu_s']:.1f}"
+            achieved = f"{1e3 * r['achieved_tflops']:.1f} ({per_cpu})"
+        else:
+            achieved = f"{r['achieved_tflops']:.1f}"
         lines.append(
             f"| {r['backbone']} (width {r['width']:g}) | {'x'.join(map(str, r['clip']))} | {'x'.join(map(str, r['audio']))} "
             f"| {r['batch_size']} | {r['precision']} | {r['samples_per_s']:.1f} | {1e3 * r['step_time_s']:.0f} "
             f"| {1e3 * r['data_wait_s']:.1f} | {1e3 * r['compute_s']:.0f} | {100 * r['data_wait_fraction']:.1f}% "
-            f"| {r['flops_per_sample'] / 1e9:.2f} | {r['achieved_tflops']:.3f} | {mfu} |")
+            f"| {r['flops_per_sample'] / 1e9:.2f} | {achieved} | {mfu} |")
     peak = results["peak_tflops"]
+    m = results["machine"]
     lines.append(f"\ndevice: {results['device']} ({results['device_name']}), peak "
                  f"{'n/a' if peak is None else f'{peak:g} TFLOP/s'} ({results['peak_source']}); "
-                 f"{results['machine']['cores']} cores, {results['machine']['torch_threads']} torch threads; "
+                 f"{m['cores']} cores, {m['torch_threads']} torch threads, load average {m.get('load_1min')}; "
                  f"cache {results['cache']} (split {results['split']})")
     return "\n".join(lines)
