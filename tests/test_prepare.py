@@ -115,3 +115,9 @@ def test_resuming_with_other_frame_options_is_refused(tmp_path):
         prepare(src, out, size=(32, 40), workers=0, progress=False)
     again = prepare(src, out, size=SIZE, workers=0, progress=False)  # a finished cache: nothing to do
     assert again["prepared"] == 2 and again["prepared_this_run"] == 0
+
+
+def test_a_source_without_videos_is_an_error_naming_it(tmp_path):
+    (tmp_path / "empty" / "class").mkdir(parents=True)
+    with pytest.raises(UserError, match="no video files found"):
+        prepare(tmp_path / "empty", tmp_path / "out", workers=0, progress=False)

@@ -82,7 +82,8 @@ def _prepare_one(item: VideoItem) -> dict:
     if location["num_frames"] < opts["min_frames"]:
         return {"entry": None, "skip": _skip(
             item.path, "too_short", f"{location['num_frames']} frames, fewer than --min-frames {opts['min_frames']}")}
-    fps = float(opts["fps"] or info.fps)
+    # The stored frames' rate: --fps, else the stream's, else (no rate in the container) frames / duration.
+    fps = float(opts["fps"] or info.fps or (location["num_frames"] / info.duration if info.duration > 0 else 0.0))
     entry = {
         "path": item.path,
         "label": item.label,
@@ -202,6 +203,9 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
         raise UserError(f"--size must be positive and --fps positive, got size {size}, fps {fps}")
     workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 0)
     items, missing = find_videos(src, videos_root)
+    if not items:
+        detail = f"; {len(missing)} listed files are missing, e.g. {missing[0][0]}" if missing else ""
+        raise UserError(f"{src}: no video files found{detail}")
     out = Path(out)
     shard_dir = out / C.SHARDS
     shard_dir.mkdir(parents=True, exist_ok=True)
