@@ -159,6 +159,7 @@ def _results(pending: list[VideoItem], workers: int, shard_dir: Path, run_id: st
                                       initializer=_init_worker, initargs=(str(shard_dir), run_id, options, True))
     queue = iter(pending)
     in_flight: dict[cf.Future, VideoItem] = {}
+    finished = 0
     try:
         while True:
             while len(in_flight) < 2 * workers:
@@ -174,11 +175,17 @@ def _results(pending: list[VideoItem], workers: int, shard_dir: Path, run_id: st
                 try:
                     result = future.result()
                 except cf.process.BrokenProcessPool as error:
+                    if finished == 0:  # e.g. a script read from stdin, which spawned processes cannot import
+                        raise UserError(
+                            "the worker processes stopped before finishing any video (see the error above); "
+                            "workers=0 (--workers 0) prepares in this process"
+                        ) from error
                     busy = ", ".join(sorted(i.path for i in [item, *in_flight.values()])[:4])
                     raise UserError(
                         f"a worker process died while preparing one of: {busy}; what was finished is kept, "
                         f"run the same command again to resume (--workers 1 shows which file kills it)"
                     ) from error
+                finished += 1
                 yield item, result
     except BaseException:
         _stop_workers(executor)
