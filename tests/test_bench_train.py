@@ -33,7 +33,8 @@ def test_bench_train_measures_samples_flops_and_data_wait_on_cpu(tiny_cache, tmp
     assert json.loads((out / "bench_train.json").read_text()) == results
     table = format_train_table(results)
     assert "| r3d (width 0.125) | 4x32x32 | 28x28 | 4 | fp32 |" in table and "| n/a |" in table
-    assert run["compute_cpu_s"] > 0 and run["gflop_per_cpu_s"] > 0
+    assert run["compute_cpu_s"] > 0
+    assert run["gflop_per_cpu_s"] == pytest.approx(4 * run["flops_per_sample"] / run["compute_cpu_s"] / 1e9)
 
 
 def test_bench_train_command_writes_json_and_prints_the_table(tiny_cache, tmp_path):

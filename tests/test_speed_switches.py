@@ -96,11 +96,14 @@ def test_amp_bf16_runs_on_cpu_close_to_full_precision(cfg, batch):
     assert all(torch.isfinite(g).all() for g in grads)
 
 
-def test_channels_last_3d_gives_the_same_loss_and_gradients(cfg, batch):
+@pytest.mark.parametrize("weights_too", [True, False], ids=["weights_and_clip", "clip_only"])
+def test_channels_last_3d_gives_the_same_loss_and_gradients(cfg, batch, weights_too):
     plain = method_of(cfg)
     loss, grads = loss_and_grads(plain, to_model_input(batch, cfg.data, CPU))
-    # as avcl pretrain on CUDA: the model's weights and the clip both in channels_last_3d
-    last = copy.deepcopy(plain).to(memory_format=torch.channels_last_3d)
+    # avcl pretrain converts the weights on CUDA; on the CPU the trainer converts the clip alone
+    last = copy.deepcopy(plain)
+    if weights_too:
+        last = last.to(memory_format=torch.channels_last_3d)
     inputs = to_model_input(batch, cfg.data, CPU, channels_last=True)
     assert inputs["video"].is_contiguous(memory_format=torch.channels_last_3d)
     loss_last, grads_last = loss_and_grads(last, inputs)

@@ -149,7 +149,7 @@ def bench_backbone(cfg: Config, cache: PreparedCache, split: str | None, device:
         "data_wait_fraction": wait / (wait + compute),
         "samples_per_s": samples_per_s,
         "achieved_tflops": achieved / 1e12,
-        "gflop_per_cpu_s": flops * cfg.train.batch_size / compute_cpu / 1e9 if compute_cpu > 0 else None,
+        "gflop_per_cpu_s": flops * cfg.train.batch_size * steps / compute_cpu / 1e9 if compute_cpu > 0 else None,
         "mfu": achieved / (peak_tflops * 1e12) if peak_tflops else None,
         "loss_first": losses[0],
         "loss_last": losses[-1],
@@ -244,8 +244,9 @@ def format_train_table(results: dict) -> str:
             f"| {r['flops_per_sample'] / 1e9:.2f} | {achieved} | {mfu} |")
     peak = results["peak_tflops"]
     m = results["machine"]
+    load = "unknown" if m.get("load_1min") is None else f"{m['load_1min']:.1f}"
     lines.append(f"\ndevice: {results['device']} ({results['device_name']}), peak "
                  f"{'n/a' if peak is None else f'{peak:g} TFLOP/s'} ({results['peak_source']}); "
-                 f"{m['cores']} cores, {m['torch_threads']} torch threads, load average {m.get('load_1min')}; "
+                 f"{m['cores']} cores, {m['torch_threads']} torch threads, load average {load}; "
                  f"cache {results['cache']} (split {results['split']})")
     return "\n".join(lines)
