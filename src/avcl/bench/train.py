@@ -115,8 +115,13 @@ def bench_backbone(cfg: Config, cache: PreparedCache, split: str | None, device:
         t1, c1 = time.perf_counter(), time.process_time()
         with autocast(device, cfg.train.amp):
             loss = model(batch)["loss"]
+        if not torch.isfinite(loss.detach()).item():  # the trainer's check, with its host synchronisation
+            raise UserError(f"{cfg.model.backbone}: the loss is {loss.item()} at step {step + 1}; "
+                            "the figures of a diverging run mean nothing (lower optim.lr)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.train.grad_clip)
         optimizer.step()
         method.on_step_end()
         if device.type == "cuda":
