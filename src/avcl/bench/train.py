@@ -39,8 +39,8 @@ from avcl.config import Config, get_key, load_config, set_key
 from avcl.data.cache import PreparedCache
 from avcl.data.datasets import PreparedDataset
 from avcl.data.transforms import to_model_input
-from avcl.engine.setup import split_loader
-from avcl.engine.trainer import autocast, make_optimizer, resolve_device, seed_everything
+from avcl.engine.setup import place_method, split_loader
+from avcl.engine.trainer import make_optimizer, optimisation_step, resolve_device, seed_everything
 from avcl.errors import UserError
 from avcl.methods import build_method
 from avcl.methods.base import count_parameters
@@ -90,9 +90,7 @@ def bench_backbone(cfg: Config, cache: PreparedCache, split: str | None, device:
                    warmup: int, peak_tflops: float | None) -> dict:
     """Times ``warmup + steps`` training steps of ``cfg``'s method; returns the figures of the last ``steps``."""
     seed_everything(cfg.train.seed)
-    method = build_method(cfg, num_classes=len(cache.classes) or None).to(device)
-    if cfg.train.channels_last and device.type == "cuda":  # as avcl pretrain
-        method = method.to(memory_format=torch.channels_last_3d)
+    method = place_method(cfg, build_method(cfg, num_classes=len(cache.classes) or None), device)
     dataset = PreparedDataset(cache, split, cfg.data, mode="train", require_audio=method.uses_audio, seed=cfg.train.seed)
     loader = split_loader(cfg, dataset, batch_size=cfg.train.batch_size, shuffle=True, device=device, drop_last=True)
     if len(loader) == 0:
@@ -113,19 +111,11 @@ def bench_backbone(cfg: Config, cache: PreparedCache, split: str | None, device:
         t0 = time.perf_counter()
         batch = to_model_input(next(batches), cfg.data, device, channels_last=cfg.train.channels_last)
         t1, c1 = time.perf_counter(), time.process_time()
-        with autocast(device, cfg.train.amp):
-            loss = model(batch)["loss"]
-        if not torch.isfinite(loss.detach()).item():  # the trainer's check, with its host synchronisation
-            raise UserError(f"{cfg.model.backbone}: the loss is {loss.item()} at step {step + 1}; "
+        out = optimisation_step(model, method, optimizer, batch, cfg, device)  # the trainer's step
+        if out is None:
+            raise UserError(f"{cfg.model.backbone}: the loss is not finite at step {step + 1}; "
                             "the figures of a diverging run mean nothing (lower optim.lr)")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.train.grad_clip)
-        optimizer.step()
-        method.on_step_end()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        loss = out["loss"]
         t2, c2 = time.perf_counter(), time.process_time()
         losses.append(float(loss.detach()))
         if step >= warmup:

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from avcl import distributed as dist
 from avcl.config import Config
-from avcl.engine.setup import open_cache, scaled_lr, setup_device, split_dataset, split_loader
+from avcl.engine.setup import open_cache, place_method, scaled_lr, setup_device, split_dataset, split_loader
 from avcl.engine.trainer import Trainer, make_optimizer, make_schedule, seed_everything
 from avcl.errors import UserError
 from avcl.methods import build_method
@@ -26,12 +24,7 @@ def pretrain(cfg: Config, resume: bool | str = False) -> Path:
     seed_everything(cfg.train.seed)
     cache = open_cache(cfg)
     classes = list(cache.meta.get("classes", []))
-    method = build_method(cfg, num_classes=len(classes) or None)
-    if cfg.model.sync_bn and device.type == "cuda" and dist.is_distributed():
-        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
-    method = method.to(device)
-    if cfg.train.channels_last and device.type == "cuda":
-        method = method.to(memory_format=torch.channels_last_3d)
+    method = place_method(cfg, build_method(cfg, num_classes=len(classes) or None), device)
     dataset = split_dataset(cfg, cache, cfg.data.train_split, "train", require_audio=method.uses_audio)
     loader = split_loader(cfg, dataset, batch_size=cfg.train.batch_size, shuffle=True, device=device,
                           distributed=dist.is_distributed(), drop_last=True)

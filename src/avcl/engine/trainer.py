@@ -95,6 +95,30 @@ def make_schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def optimisation_step(model: nn.Module, method: nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
+                      cfg: Config, device: torch.device,
+                      is_finite: Callable[[torch.Tensor], bool] | None = None) -> dict[str, torch.Tensor] | None:
+    """One training step: forward under autocast, the finite-loss check, backward, clipping, the optimiser
+    step and the method's ``on_step_end``. Returns the loss dict, or None (nothing updated) when the
+    loss is NaN or infinite. ``model`` is what runs the forward (``method``, or it wrapped by DDP or
+    torch.compile)."""
+    with autocast(device, cfg.train.amp):
+        out = model(batch)
+    loss = out["loss"]
+    finite = is_finite(loss) if is_finite is not None else bool(torch.isfinite(loss.detach()).item())
+    if not finite:
+        return None
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.train.grad_clip > 0:
+        nn.utils.clip_grad_norm_(method.parameters(), cfg.train.grad_clip)
+    optimizer.step()
+    method.on_step_end()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     model = getattr(model, "_orig_mod", model)  # torch.compile
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
@@ -277,25 +301,15 @@ class Trainer:
                 break
             batch = to_model_input(batch, cfg.data, self.device, channels_last=cfg.train.channels_last)
             t1 = time.perf_counter()
-            with autocast(self.device, cfg.train.amp):
-                out = self.model(batch)
-            loss = out["loss"]
-            if not self._all_finite(loss):
+            out = optimisation_step(self.model, self.method, self.optimizer, batch, cfg, self.device, self._all_finite)
+            if out is None:
                 last = self.out / "last.pt"
                 kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
                 raise TrainingDiverged(
-                    f"loss is {loss.item()} at step {self.state.step + 1} (epoch {epoch + 1}); "
+                    f"loss is not finite at step {self.state.step + 1} (epoch {epoch + 1}); "
                     f"stopping before the optimiser step, {kept}. Lower optim.lr or check the data."
                 )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.train.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.method.parameters(), cfg.train.grad_clip)
-            self.optimizer.step()
             self.scheduler.step()
-            self.method.on_step_end()
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
             t2 = time.perf_counter()
             wait += t1 - t0
             compute += t2 - t1

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from avcl.config import Config
 from avcl.data.transforms import to_model_input
 from avcl.engine.checkpoint import load_checkpoint
-from avcl.engine.setup import open_cache, setup_device, split_dataset, split_loader
+from avcl.engine.setup import open_cache, place_method, setup_device, split_dataset, split_loader
 from avcl.engine.trainer import Trainer, autocast, make_optimizer, make_schedule, seed_everything
 from avcl.errors import UserError
 from avcl.evaluation.plots import plot_confusion_matrix
@@ -136,7 +136,7 @@ def finetune(cfg: Config, out: str | Path, pretrained: Method | None = None, res
     seed_everything(cfg.train.seed)
     cache = open_cache(cfg)
     classes = list(cache.meta["classes"])
-    model = Supervised(cfg, len(classes), modality=cfg.eval.modality, backbone_method=pretrained).to(device)
+    model = place_method(cfg, Supervised(cfg, len(classes), modality=cfg.eval.modality, backbone_method=pretrained), device)
     train_set = split_dataset(cfg, cache, cfg.data.train_split, "train", require_audio=model.uses_audio)
     loader = split_loader(cfg, train_set, batch_size=cfg.eval.batch_size, shuffle=True, device=device,
                           distributed=True, drop_last=len(train_set) > cfg.eval.batch_size)
