@@ -1,9 +1,13 @@
 """The synthetic audio-visual benchmark: real H.264/AAC files, deterministic, with the class structure
-(look-alike / sound-alike classes) and the audio-visual synchronisation it promises."""
+(look-alike / sound-alike classes), the cross-modal class cues and the audio-visual synchronisation it
+promises."""
 from __future__ import annotations
 
 import csv
+import dataclasses
+import itertools
 import json
+from collections import Counter
 from pathlib import Path
 
 import av
@@ -11,7 +15,8 @@ import numpy as np
 import pytest
 
 from avcl.cli import main as avcl_main
-from avcl.data.synth import MANIFEST_COLUMNS, class_names, generate_benchmark, split_counts
+from avcl.data.synth import (MANIFEST_COLUMNS, PATTERNS, SHAPE_OF_SOUND, SOUNDS, TEXTURE_OF_PATTERN, _draw_cues,
+                              _render_clip, _stamp, _VideoJob, class_names, generate_benchmark, split_counts)
 from avcl.errors import UserError
 
 FPS, SR = 25, 24000
@@ -97,13 +102,15 @@ def test_layout_manifest_and_classes_file(bench):
     rows = read_manifest(bench)
     assert tuple(rows[0].keys()) == MANIFEST_COLUMNS
     assert (bench / "classes.txt").read_text().split() == class_names(4)
-    assert json.loads((bench / "synth.json").read_text())["complete"] is True
+    settings = json.loads((bench / "synth.json").read_text())
+    assert settings["complete"] is True and settings["cue"] == 0.75
     assert len(rows) == 12
     for row in rows:
         split, label, name = Path(row["path"]).parts
         assert (split, label) == (row["split"], row["label"]) and (bench / row["path"]).is_file()
         assert name.startswith(label + "_") and name.endswith(".mp4")
         assert row["label"] == f"{row['pattern']}-{row['sound']}"
+        assert row["shape"] in SHAPE_OF_SOUND.values() and row["texture"] in TEXTURE_OF_PATTERN.values()
     for label in class_names(4):  # 3 videos a class: one per split
         assert sorted(r["split"] for r in rows if r["label"] == label) == ["test", "train", "val"]
     assert [r["split"] for r in rows] == sorted((r["split"] for r in rows), key=["train", "val", "test"].index)
@@ -140,10 +147,11 @@ def test_different_seed_gives_different_media_and_cli_reports_it(bench, tmp_path
     out = tmp_path / "seed1"
     args = ["synth", str(out), "--classes", "2", "--per-class", "1", "--seed", "1", "--height", "48",
             "--width", "64", "--min-duration", "2.4", "--max-duration", "3.0", "--difficulty", "0",
-            "--workers", "1", "--quiet"]
+            "--workers", "1", "--quiet", "--cue", "0.5"]
     assert avcl_main(args) == 0
     printed = capsys.readouterr().out
-    assert str(out) in printed and "2 videos, 2 classes" in printed
+    assert str(out) in printed and "2 videos, 2 classes" in printed and "cue 0.5" in printed
+    assert json.loads((out / "synth.json").read_text())["cue"] == 0.5
     other, ref = decode(out / "train/bounce-bell/bounce-bell_0000.mp4"), decode(bench / "train/bounce-bell/bounce-bell_0000.mp4")
     assert other[0].shape != ref[0].shape or not np.array_equal(other[0], ref[0])
     assert len(other[1]) != len(ref[1]) or not np.allclose(other[1], ref[1])
@@ -154,6 +162,8 @@ def test_different_seed_gives_different_media_and_cli_reports_it(bench, tmp_path
     (foreign / "notes.txt").write_text("mine")
     assert avcl_main(["synth", str(foreign), "--quiet"]) == 2
     assert "not empty" in capsys.readouterr().err and (foreign / "notes.txt").exists()
+    assert avcl_main(["synth", str(tmp_path / "bad"), "--cue", "1.5", "--quiet"]) == 2
+    assert "cue must be in [0, 1], not 1.5" in capsys.readouterr().err
 
 
 def test_look_alike_classes_differ_in_sound_and_sound_alike_classes_differ_in_motion(bench):
@@ -197,3 +207,72 @@ def test_sound_onsets_coincide_with_the_frames_where_the_ball_hits_the_floor(ben
         assert onset[~near].max() < 1.0, row["path"]  # and none elsewhere
         checked += 1
     assert checked == 6
+
+
+@pytest.mark.parametrize("cue", [0.75, 0.3, 0.0, 1.0])
+def test_shape_follows_the_timbre_and_texture_the_pattern_with_probability_cue(cue):
+    """Each cue matches the class with probability cue + (1 - cue) / 4; at cue=0 both are uniform
+    whatever the class, i.e. independent of it."""
+    rng = np.random.default_rng(0)
+    n = 2000  # draws per class: a binomial fraction then has a standard deviation of at most 0.011
+    for pattern, sound in zip(PATTERNS, SOUNDS):
+        draws = [_draw_cues(rng, pattern, sound, cue) for _ in range(n)]
+        shapes, textures = Counter(s for s, _ in draws), Counter(t for _, t in draws)
+        cues = (("shape", shapes, SHAPE_OF_SOUND[sound]), ("texture", textures, TEXTURE_OF_PATTERN[pattern]))
+        for name, counts, own in cues:
+            assert len(counts) == (1 if cue == 1 else 4), (name, counts)
+            for value, count in counts.items():
+                expected = cue + (1 - cue) / 4 if value == own else (1 - cue) / 4
+                assert abs(count / n - expected) < 0.045, (pattern, sound, name, value, count)
+
+
+def test_cue_changes_the_shape_and_the_texture_and_nothing_else():
+    job = _VideoJob("unused.mp4", 1, 0, 0, 48, 64, FPS, 2.4, 3.0, 0.5, SR, 1.0)  # class 1 = slide-drum
+    cued = _render_clip(job)
+    assert (cued.shape, cued.texture) == ("square", "scrape")
+    for index in range(20):  # the first video whose cue-free draws pick another shape and texture
+        free = _render_clip(dataclasses.replace(job, cue=0.0, index=index))
+        if free.shape != "square" and free.texture != "scrape":
+            break
+    else:
+        pytest.fail("none of 20 videos drew another shape and texture at cue 0")
+    cued = _render_clip(dataclasses.replace(job, index=index))
+    assert free.events == cued.events and free.frames.shape == cued.frames.shape
+    changed = np.any(free.frames != cued.frames, axis=-1)  # (T, H, W): only the object's pixels
+    assert changed.any(axis=(1, 2)).all() and changed.mean() < 0.05
+    assert len(free.audio) == len(cued.audio) and not np.array_equal(free.audio, cued.audio)
+
+
+def test_the_four_shapes_are_distinct_and_the_triangle_stands_on_its_base():
+    masks = {}
+    for shape in SHAPE_OF_SOUND.values():
+        img = np.zeros((40, 40, 3), np.float32)
+        _stamp(img, shape, 20.0, 20.0, 12.0, np.full(3, 255, np.float32))
+        masks[shape] = img[..., 0] > 127
+    for a, b in itertools.combinations(masks, 2):
+        assert (masks[a] ^ masks[b]).sum() > 0.15 * min(masks[a].sum(), masks[b].sum()), (a, b)
+    widths = masks["triangle"].sum(1)
+    rows = np.flatnonzero(widths)
+    assert widths[rows[0]] <= 3 and widths[rows[-1]] >= 20  # apex at the top, base at the bottom
+    assert rows[-1] == np.flatnonzero(masks["square"].any(1))[-1]  # on the floor where the block would be
+
+
+def test_the_slide_texture_is_heard_between_the_impacts_of_the_videos_that_have_it():
+    """Between impacts (from 0.35 s after one to the next), the 2-5 kHz band of slide-drum videos holds
+    far more energy with the slide's scrape than with any other texture."""
+    def band_energy_between_impacts(clip) -> float:
+        keep = np.ones(len(clip.audio), bool)
+        for e in clip.events:
+            start = round(e * SR / FPS)
+            keep[max(0, start - SR // 100):start + int(0.35 * SR)] = False
+        power = np.abs(np.fft.rfft(clip.audio * keep)) ** 2
+        freqs = np.fft.rfftfreq(len(clip.audio), 1 / SR)
+        return float(power[(freqs >= 2000) & (freqs <= 5000)].sum() / keep.sum())
+
+    job = _VideoJob("unused.mp4", 1, 0, 7, 48, 64, FPS, 2.4, 3.0, 0.5, SR, 0.5)
+    energy = {True: [], False: []}
+    for index in range(16):
+        clip = _render_clip(dataclasses.replace(job, index=index))
+        energy[clip.texture == "scrape"].append(band_energy_between_impacts(clip))
+    assert len(energy[True]) >= 3 and len(energy[False]) >= 3
+    assert min(energy[True]) > 5 * max(energy[False]), energy

@@ -13,6 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write the synthetic audio-visual action benchmark (real H.264/AAC .mp4 files)",
         description="Write a procedurally generated audio-visual action benchmark: classes are "
         "(motion pattern, sound timbre) pairs, sounds start at the frames of their visual events, "
+        "the object's shape hints at the timbre and a quiet sound texture at the motion (--cue), "
         "and every video draws its own nuisances. Layout: OUT/{train,val,test}/<class>/<id>.mp4 "
         "with OUT/manifest.csv (path,label,split,...) and OUT/classes.txt.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -28,6 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-duration", type=float, default=5.0, help="longest video, seconds")
     p.add_argument("--difficulty", type=float, default=0.5,
                    help="0 to 1: pixel and audio noise, distractors, nuisance ranges")
+    p.add_argument("--cue", type=float, default=0.75,
+                   help="0 to 1: probability that the object's shape is chosen by the timbre and the sound "
+                   "texture by the motion pattern, else drawn uniformly (0: the two modalities share no class "
+                   "information)")
     p.add_argument("--sample-rate", type=int, default=24000, help="audio sample rate, Hz")
     p.add_argument("--splits", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"),
                    help="split fractions, stratified per class")
@@ -44,12 +49,12 @@ def run(args: argparse.Namespace) -> int:
         args.out, classes=args.classes, per_class=args.per_class, seed=args.seed, height=args.height,
         width=args.width, fps=args.fps, min_duration=args.min_duration, max_duration=args.max_duration,
         difficulty=args.difficulty, sample_rate=args.sample_rate, splits=tuple(args.splits),
-        workers=args.workers, progress=not args.quiet,
+        workers=args.workers, progress=not args.quiet, cue=args.cue,
     )
     with open(manifest, newline="") as f:
         splits = Counter(row["split"] for row in csv.DictReader(f))
     counts = ", ".join(f"{splits[name]} {name}" for name in ("train", "val", "test") if splits[name])
     print(f"wrote the synthetic benchmark to {manifest.parent} (manifest {manifest})")
     print(f"{sum(splits.values())} videos, {args.classes} classes ({counts}), seed {args.seed}, "
-          f"difficulty {args.difficulty}, {time.perf_counter() - start:.1f} s")
+          f"difficulty {args.difficulty}, cue {args.cue}, {time.perf_counter() - start:.1f} s")
     return 0

@@ -2,13 +2,18 @@
 
 Every class is a pair (visual action pattern, sound timbre). The patterns: ``bounce`` (a ball hits the
 floor), ``slide`` (a block hits one wall, then the other), ``swing`` (a pendulum strikes a post) and
-``pulse`` (a disc swells and lights up). The timbres of the impacts: ``bell``, ``drum``, ``pluck`` (a
+``pulse`` (the object swells and lights up). The timbres of the impacts: ``bell``, ``drum``, ``pluck`` (a
 plucked string) and ``clap``. Every pattern occurs with several timbres (classes that look alike and
 sound different) and every timbre with several patterns (classes that sound alike and look different),
-so video alone can at best tell the pattern and audio alone the timbre. Each sound starts exactly at the
-frame of its visual event, events recur over the whole clip, and every video draws its own nuisances
-(scene colours and texture, object shape, colour, size and position, event rate, duration, pixel noise,
-silent moving distractors, sounds without a visual event, background noise), scaled by ``difficulty``.
+so each modality alone tells mostly half of the class. Each half leaks partly into the other modality,
+as in real videos (a guitar and a violin look alike, yet not quite): the object's shape follows the
+timbre and a quiet sound texture follows the motion pattern, each with probability ``cue``
+(:data:`SHAPE_OF_SOUND`, :data:`TEXTURE_OF_PATTERN`), so cross-modal learning has class information to
+find besides the synchronisation; ``cue=0`` makes the two modalities independent at class level. Each
+impact sound starts exactly at the frame of its visual event, events recur over the whole clip, and
+every video draws its own nuisances (scene colours and texture, object colour, size and position, event
+rate, duration, pixel noise, silent moving distractors, sounds without a visual event, background
+noise), scaled by ``difficulty``.
 
 The videos are real files: H.264 (yuv420p) video and mono AAC audio in .mp4, laid out like Kinetics,
 ``OUT/{train,val,test}/<class>/<class>_<index>.mp4``, with ``OUT/manifest.csv``, ``OUT/classes.txt``
@@ -49,7 +54,10 @@ _CLASS_ORDER: tuple[tuple[str, str], ...] = (
 )
 MAX_CLASSES = len(_CLASS_ORDER)
 SPLITS = ("train", "val", "test")
-MANIFEST_COLUMNS = ("path", "label", "split", "pattern", "sound", "frames", "duration", "events")
+MANIFEST_COLUMNS = ("path", "label", "split", "pattern", "sound", "frames", "duration", "events", "shape", "texture")
+# The cross-modal class cues: the shape that shows a timbre, and the sound texture that a pattern makes.
+SHAPE_OF_SOUND = {"bell": "disc", "drum": "square", "pluck": "triangle", "clap": "diamond"}
+TEXTURE_OF_PATTERN = {"bounce": "whistle", "slide": "scrape", "swing": "whoosh", "pulse": "hum"}
 # Sample rates that AAC in MP4 can carry.
 AAC_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 _MARKER = "synth.json"
@@ -81,6 +89,7 @@ class _VideoJob:
     max_duration: float
     difficulty: float
     sample_rate: int
+    cue: float
 
 
 @dataclass
@@ -90,30 +99,38 @@ class _Clip:
     frames: np.ndarray  # (T, H, W, 3) uint8
     audio: np.ndarray  # (S,) float32 in [-1, 1], S = T * sample_rate / fps
     events: list[int]  # frame indices of the visual events, which are also the sound onsets
+    shape: str  # the object's shape
+    texture: str  # the sound texture that follows the motion (a value of TEXTURE_OF_PATTERN)
 
 
-def _event_schedule(rng: np.random.Generator, num_frames: int, fps: int,
-                    difficulty: float) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
-    """Impact frames that recur over the whole clip, one interval apart (0.9-2 s, jittered per event).
+def _event_schedule(rng: np.random.Generator, num_frames: int, fps: int, difficulty: float) -> np.ndarray:
+    """Impact frames that recur over the whole clip, one interval apart (0.9-2 s, jittered per impact).
 
-    Returns ``(events, phase, interval, count)``: the impact frames inside the clip, and per frame
-    ``(T,)`` the phase in [0, 1) since the last impact, the length in frames of the current interval
-    and the number of impacts since a virtual one before the clip (whose parity gives a direction).
+    Returns ``(N,)`` increasing frames: a virtual impact before the clip (frame -1 or earlier), the
+    impacts inside it, and a virtual one at or after its end, so every instant of the clip lies between
+    two impacts (see :func:`_schedule_at`).
     """
     base = rng.uniform(0.9, 2.0) * fps
     jitter = 0.1 + 0.25 * difficulty
     first = int(rng.integers(1, max(2, min(round(base), num_frames // 2)) + 1))
-    starts = [first - max(6, round(base * rng.uniform(1 - jitter, 1 + jitter)))]
+    starts = [min(-1, first - max(6, round(base * rng.uniform(1 - jitter, 1 + jitter))))]
     starts.append(first)
     while starts[-1] <= num_frames:
         starts.append(starts[-1] + max(6, round(base * rng.uniform(1 - jitter, 1 + jitter))))
-    starts_arr = np.asarray(starts)
-    frame = np.arange(num_frames)
-    count = np.searchsorted(starts_arr, frame, side="right") - 1
-    interval = (starts_arr[count + 1] - starts_arr[count]).astype(np.float32)
-    phase = (frame - starts_arr[count]) / interval
-    events = [int(e) for e in starts_arr if 0 <= e < num_frames]
-    return events, phase.astype(np.float32), interval, count
+    return np.asarray(starts)
+
+
+def _schedule_at(starts: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the instants ``t`` (N,) (in frames, fractional for audio samples) lie among the impacts ``starts``.
+
+    Returns ``(phase, interval, count)``, each (N,): the phase in [0, 1) since the last impact, the
+    length in frames of the current interval, and the number of impacts since the virtual one before
+    the clip (whose parity gives a direction).
+    """
+    count = np.searchsorted(starts, t, side="right") - 1
+    interval = (starts[count + 1] - starts[count]).astype(np.float32)
+    phase = ((t - starts[count]) / interval).astype(np.float32)
+    return phase, interval, count
 
 
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -158,7 +175,8 @@ def _smooth_texture(rng: np.random.Generator, height: int, width: int) -> np.nda
 
 
 def _stamp(img: np.ndarray, shape: str, cx: float, cy: float, r: float, colour: np.ndarray) -> None:
-    """Paint an anti-aliased ``disc``, ``square`` or ``diamond`` of radius ``r`` into ``img`` (H, W, 3) in place.
+    """Paint an anti-aliased ``disc``, ``square``, ``triangle`` or ``diamond`` of radius ``r`` into ``img``
+    (H, W, 3) in place.
 
     Only the bounding box is touched, which keeps drawing cheap whatever the frame size.
     """
@@ -167,14 +185,18 @@ def _stamp(img: np.ndarray, shape: str, cx: float, cy: float, r: float, colour: 
     x0, x1 = max(0, int(cx - r - 1)), min(w, int(cx + r + 2))
     if y0 >= y1 or x0 >= x1:
         return
-    dy = np.abs(np.arange(y0, y1, dtype=np.float32) - cy)[:, None]
+    dy = (np.arange(y0, y1, dtype=np.float32) - cy)[:, None]  # signed: the triangle points up
     dx = np.abs(np.arange(x0, x1, dtype=np.float32) - cx)[None, :]
     if shape == "disc":
         dist = np.sqrt(dx * dx + dy * dy)
     elif shape == "square":
-        dist = np.maximum(dx, dy)
-    else:  # diamond: an L1 ball, enlarged so that its area is close to the disc's
-        dist = (dx + dy) / 1.3
+        dist = np.maximum(dx, np.abs(dy))
+    elif shape == "triangle":
+        # Apex (0, -r) and base corners (+-r, r), so it stands on the floor like the square: the distance
+        # beyond the base and beyond the slanted sides (outward normals (+-2, -1) / sqrt 5), plus r.
+        dist = np.maximum(dy, (2 * dx - dy - r) / np.float32(math.sqrt(5)) + r)
+    else:  # diamond: an L1 ball, its tips on the box like the triangle's corners
+        dist = dx + np.abs(dy)
     alpha = np.clip(r - dist + 0.5, 0.0, 1.0)[..., None]
     box = img[y0:y1, x0:x1]
     box += alpha * (colour - box)
@@ -199,19 +221,37 @@ def _stamp_segment(img: np.ndarray, p: tuple[float, float], q: tuple[float, floa
     box += alpha * (colour - box)
 
 
-_SHAPES = ("disc", "square", "diamond")
+_SHAPES = tuple(SHAPE_OF_SOUND.values())
+_TEXTURES = tuple(TEXTURE_OF_PATTERN.values())
 
 
-def _render_frames(rng: np.random.Generator, pattern: str, num_frames: int, height: int, width: int,
-                   fps: int, difficulty: float) -> tuple[np.ndarray, list[int]]:
-    """Draw the clip: ``(frames (T, H, W, 3) uint8, impact frames)``.
+def _draw_cues(rng: np.random.Generator, pattern: str, sound: str, cue: float) -> tuple[str, str]:
+    """The cross-modal class cues of one video: ``(shape of the object, sound texture of the motion)``.
+
+    With probability ``cue`` the shape is the timbre's (:data:`SHAPE_OF_SOUND`), otherwise it is drawn
+    uniformly from all four shapes; independently, the texture is the pattern's
+    (:data:`TEXTURE_OF_PATTERN`) with probability ``cue``, otherwise uniform over all four. So a shape
+    or texture matches the class with probability ``cue + (1 - cue) / 4``, and ``cue=0`` makes both
+    independent of the class. Always the same four draws, whatever the outcome: ``cue`` changes these
+    two choices only, never the rest of the video.
+    """
+    keep_shape, any_shape, keep_texture, any_texture = rng.random(), rng.integers(4), rng.random(), rng.integers(4)
+    shape = SHAPE_OF_SOUND[sound] if keep_shape < cue else _SHAPES[int(any_shape)]
+    texture = TEXTURE_OF_PATTERN[pattern] if keep_texture < cue else _TEXTURES[int(any_texture)]
+    return shape, texture
+
+
+def _render_frames(rng: np.random.Generator, pattern: str, shape: str, starts: np.ndarray, num_frames: int,
+                   height: int, width: int, fps: int, difficulty: float) -> np.ndarray:
+    """Draw the clip: frames (T, H, W, 3) uint8 of the object of ``shape`` doing ``pattern`` with the
+    impacts ``starts`` (see :func:`_event_schedule`).
 
     The scene is a room (a floor and two walls, drawn for every pattern so that the furniture alone
     does not give the pattern away) over a gradient-and-blotches background, silent distractors
     drifting on smooth paths behind the object, and the object doing its pattern.
     """
     d = difficulty
-    events, phase, interval, count = _event_schedule(rng, num_frames, fps, d)
+    phase, interval, count = _schedule_at(starts, np.arange(num_frames))
 
     # Static scene.
     c1 = rng.uniform(0, 255, 3)
@@ -234,7 +274,6 @@ def _render_frames(rng: np.random.Generator, pattern: str, num_frames: int, heig
     bg = bg.astype(np.float32)
 
     # The object. Sizes are in pixels relative to the frame height so every frame size looks alike.
-    shape = _SHAPES[int(rng.integers(len(_SHAPES)))]
     r = float(height * rng.uniform(0.06, 0.09 + 0.04 * d))
     colour = _random_colour(rng, c1, c2, 100)
     room_h, room_w = float(floor_top), float(right - left)
@@ -269,7 +308,7 @@ def _render_frames(rng: np.random.Generator, pattern: str, num_frames: int, heig
         post_x0 = round(px - side * r - (post_w if side > 0 else 0))
         bg[int(py + length - r):floor_top, max(0, post_x0):max(0, post_x0 + round(post_w))] = wall_colour
         rod = (px, py, max(0.8, r / 5), _random_colour(rng, c1, c2, 60))
-    else:  # pulse: a disc that swells and lights up at each beat, then relaxes
+    else:  # pulse: the object swells and lights up at each beat, then relaxes
         cx = np.full(num_frames, rng.uniform(left + 2 * r, right - 2 * r), np.float32)
         cy = np.full(num_frames, rng.uniform(2 * r, floor_top - 2 * r), np.float32)
         decay = np.exp(-phase * interval / rng.uniform(2.0, 4.0))
@@ -307,7 +346,7 @@ def _render_frames(rng: np.random.Generator, pattern: str, num_frames: int, heig
         img += noise_std * rng.standard_normal((height, width, 1), dtype=np.float32)  # sensor noise, grey
         np.clip(img, 0, 255, out=img)
         frames[f] = img
-    return frames, events
+    return frames
 
 
 # Sounds. Each returns (L,) float32 with its attack at sample 0 and a peak of about 1.
@@ -346,6 +385,16 @@ def _pluck(rng: np.random.Generator, f0: float, sr: int, decay: float) -> np.nda
     return out / max(float(np.abs(out).max()), 1e-6)
 
 
+def _band_noise(rng: np.random.Generator, n: int, sr: int, fc: float, octaves: float) -> np.ndarray:
+    """(n,) float32 unit-variance noise band-passed around ``fc`` Hz (a Gaussian in log frequency whose
+    standard deviation is ``octaves``)."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / sr)
+    spectrum *= np.exp(-0.5 * (np.log2(np.maximum(freqs, 1.0) / fc) / octaves) ** 2)
+    band = np.fft.irfft(spectrum, n)
+    return (band / max(float(band.std()), 1e-9)).astype(np.float32)
+
+
 def _clap(rng: np.random.Generator, fc: float, sr: int, decay: float) -> np.ndarray:
     """A hand clap: three or four quick noise bursts and a short tail, band-passed around ``fc``."""
     n = int(0.35 * sr)
@@ -354,13 +403,7 @@ def _clap(rng: np.random.Generator, fc: float, sr: int, decay: float) -> np.ndar
     for k in range(int(rng.integers(3, 5))):
         start = k * rng.uniform(0.005, 0.011)
         env += np.where(t >= start, np.exp(-(t - start) / 0.004), 0.0)
-    noise = rng.standard_normal(n)
-    spectrum = np.fft.rfft(noise)
-    freqs = np.fft.rfftfreq(n, 1 / sr)
-    spectrum *= np.exp(-0.5 * (np.log2(np.maximum(freqs, 1.0) / fc) / 0.8) ** 2)
-    band = np.fft.irfft(spectrum, n)
-    band /= max(float(np.abs(band).max()), 1e-6)
-    out = band * env
+    out = _band_noise(rng, n, sr, fc, 0.8) * env
     return (out / max(float(np.abs(out).max()), 1e-6)).astype(np.float32)
 
 
@@ -393,6 +436,44 @@ def _distractor_sound(rng: np.random.Generator, sr: int) -> np.ndarray:
     return (np.sin(2 * np.pi * np.exp(rng.uniform(np.log(200), np.log(3000))) * t) * np.exp(-t / 0.05)).astype(np.float32)
 
 
+def _texture(rng: np.random.Generator, texture: str, starts: np.ndarray, num_samples: int, fps: int,
+             sr: int) -> np.ndarray:
+    """(S,) float32: the sound ``texture`` that the motion of its pattern makes between the impacts ``starts``.
+
+    A unit-RMS carrier times an envelope in [0, 1] that follows the pattern's motion, computed from the
+    impact schedule alone, so a texture fits any video (a slide's scrape in a bounce video follows the
+    block that would slide there). In a video of its own pattern it follows the object on screen:
+
+    - ``whistle`` (bounce): a tone whose pitch rises with the ball and falls with it (up to 1.5 octaves
+      for the highest bounce), fading out at each impact;
+    - ``scrape`` (slide): high band noise (2.5-4.5 kHz) as loud as the block is fast, silent at the walls;
+    - ``whoosh`` (swing): low band noise (250-500 Hz) as loud as the pendulum is fast, loudest as it
+      sweeps down onto the post, silent where it turns;
+    - ``hum`` (pulse): a low buzz (55-90 Hz and its harmonics) that swells with the object at each beat.
+    """
+    t = np.arange(num_samples) * (fps / sr)  # sample instants in frames
+    phase, interval, _ = _schedule_at(starts, t)
+    if texture == "whistle":
+        height = (interval / interval.max()) ** 2 * 4 * phase * (1 - phase)  # as the ball in _render_frames
+        freq = rng.uniform(300, 500) * 2 ** (1.5 * height)
+        carrier = math.sqrt(2) * np.sin(2 * np.pi * np.cumsum(freq) / sr)
+        envelope = np.sqrt(np.sin(np.pi * phase))
+    elif texture == "scrape":
+        carrier = _band_noise(rng, num_samples, sr, rng.uniform(2500, 4500), 0.4)
+        frames_from_wall = np.minimum(phase, 1 - phase) * interval
+        envelope = interval.min() / interval * np.clip(frames_from_wall / 1.5, 0, 1)
+    elif texture == "whoosh":
+        carrier = _band_noise(rng, num_samples, sr, rng.uniform(250, 500), 0.7)
+        envelope = np.abs(1 - 2 * phase)  # the angular speed of the swing in _render_frames, normalised
+    else:  # hum
+        f0, harmonics = rng.uniform(55, 90), np.arange(1, 7)
+        offsets = rng.uniform(0, 2 * np.pi, len(harmonics))
+        carrier = sum(np.sin(2 * np.pi * k * f0 * t / fps + o) / k for k, o in zip(harmonics, offsets))
+        carrier /= math.sqrt(float(np.sum(1 / harmonics**2)) / 2)
+        envelope = 0.3 + 0.7 * np.exp(-phase * interval / 3.0)  # relaxes over a few frames, as the swell
+    return (carrier * envelope).astype(np.float32)
+
+
 def _add_at(audio: np.ndarray, sound: np.ndarray, start: int) -> None:
     """Mix ``sound`` into ``audio`` from sample ``start`` on, cut at the end of the clip."""
     if 0 <= start < len(audio):
@@ -400,10 +481,11 @@ def _add_at(audio: np.ndarray, sound: np.ndarray, start: int) -> None:
         audio[start:start + n] += sound[:n]
 
 
-def _render_audio(rng: np.random.Generator, sound: str, events: list[int], num_samples: int, fps: int,
-                  sr: int, difficulty: float) -> np.ndarray:
-    """(S,) float32: the class sound at every impact (onset at ``frame * sr / fps``), distractor sounds
-    at random times, background noise."""
+def _render_audio(rng: np.random.Generator, sound: str, texture: str, events: list[int], starts: np.ndarray,
+                  num_samples: int, fps: int, sr: int, difficulty: float) -> np.ndarray:
+    """(S,) float32: the class sound at every impact frame of ``events`` (onset at ``frame * sr / fps``),
+    distractor sounds at random times, background noise, and the motion ``texture`` over the impact
+    schedule ``starts``, 12 dB (difficulty 0) to 20 dB (difficulty 1) below the impacts."""
     d = difficulty
     func, centre = _TIMBRES[sound]
     spread = 0.3 + 0.5 * d  # octaves either side of the timbre's centre
@@ -419,6 +501,8 @@ def _render_audio(rng: np.random.Generator, sound: str, events: list[int], num_s
         gain = loudness * rng.uniform(0.15, 0.45)
         _add_at(audio, gain * _distractor_sound(rng, sr), int(rng.integers(0, num_samples)))
     audio += loudness * (0.01 + 0.08 * d) * _coloured_noise(rng, num_samples, sr)
+    # Drawn last, so that the texture a video gets leaves every other part of it unchanged.
+    audio += loudness * 10 ** (-(12 + 8 * d) / 20) * _texture(rng, texture, starts, num_samples, fps, sr)
     peak = float(np.abs(audio).max())
     if peak > 0.95:  # scale rather than clip, so the waveform keeps its shape
         audio *= 0.95 / peak
@@ -429,11 +513,16 @@ def _render_clip(job: _VideoJob) -> _Clip:
     """Draw one video from its own seed: duration, frames, events and audio."""
     pattern, sound = _CLASS_ORDER[job.class_index]
     rng = np.random.default_rng(np.random.SeedSequence([job.seed, job.class_index, job.index]))
+    shape, texture = _draw_cues(rng, pattern, sound, job.cue)
     num_frames = max(2, round(rng.uniform(job.min_duration, job.max_duration) * job.fps))
-    frames, events = _render_frames(rng, pattern, num_frames, job.height, job.width, job.fps, job.difficulty)
+    starts = _event_schedule(rng, num_frames, job.fps, job.difficulty)
+    frames = _render_frames(rng, pattern, shape, starts, num_frames, job.height, job.width, job.fps,
+                            job.difficulty)
+    events = [int(e) for e in starts if 0 <= e < num_frames]
     num_samples = round(num_frames * job.sample_rate / job.fps)
-    audio = _render_audio(rng, sound, events, num_samples, job.fps, job.sample_rate, job.difficulty)
-    return _Clip(frames, audio, events)
+    audio = _render_audio(rng, sound, texture, events, starts, num_samples, job.fps, job.sample_rate,
+                          job.difficulty)
+    return _Clip(frames, audio, events, shape, texture)
 
 
 def _write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int) -> None:
@@ -482,7 +571,7 @@ def _make_video(job: _VideoJob) -> dict[str, str]:
     return {
         "path": job.path, "label": f"{pattern}-{sound}", "pattern": pattern, "sound": sound,
         "frames": str(len(clip.frames)), "duration": f"{len(clip.frames) / job.fps:.3f}",
-        "events": " ".join(str(e) for e in clip.events),
+        "events": " ".join(str(e) for e in clip.events), "shape": clip.shape, "texture": clip.texture,
     }
 
 
@@ -511,7 +600,7 @@ def split_counts(n: int, splits: tuple[float, float, float]) -> tuple[int, int, 
 
 def _check_arguments(classes: int, per_class: int, height: int, width: int, fps: int, min_duration: float,
                      max_duration: float, difficulty: float, sample_rate: int,
-                     splits: tuple[float, float, float], workers: int) -> None:
+                     splits: tuple[float, float, float], workers: int, cue: float) -> None:
     class_names(classes)  # checks the range
     if per_class < 1:
         raise UserError(f"--per-class must be at least 1, not {per_class}")
@@ -523,6 +612,8 @@ def _check_arguments(classes: int, per_class: int, height: int, width: int, fps:
         raise UserError(f"durations must satisfy 0 < min ({min_duration}) <= max ({max_duration})")
     if not 0.0 <= difficulty <= 1.0:
         raise UserError(f"difficulty must be in [0, 1], not {difficulty}")
+    if not 0.0 <= cue <= 1.0:
+        raise UserError(f"cue must be in [0, 1], not {cue}")
     if sample_rate not in AAC_SAMPLE_RATES:
         raise UserError(f"AAC in MP4 cannot carry {sample_rate} Hz; use one of {', '.join(map(str, AAC_SAMPLE_RATES))}")
     if len(splits) != 3 or min(splits) < 0 or splits[0] <= 0 or abs(sum(splits) - 1) > 1e-6:
@@ -574,7 +665,7 @@ def generate_benchmark(out: str | Path, classes: int = 12, per_class: int = 24, 
                        height: int = 128, width: int = 171, fps: int = 25, min_duration: float = 3.0,
                        max_duration: float = 5.0, difficulty: float = 0.5, sample_rate: int = 24000,
                        splits: tuple[float, float, float] = (0.7, 0.15, 0.15), workers: int = 2,
-                       progress: bool = True) -> Path:
+                       progress: bool = True, cue: float = 0.75) -> Path:
     """Write the benchmark into ``out`` and return the path of its ``manifest.csv``.
 
     ``classes`` pattern-sound classes (the first of the fixed order, see :func:`class_names`) with
@@ -582,14 +673,17 @@ def generate_benchmark(out: str | Path, classes: int = 12, per_class: int = 24, 
     ``height x width``, each rounded up to an even number because H.264 in yuv420p needs even sizes
     (the default 128x171 is written as 128x172). Durations are drawn uniformly in
     ``[min_duration, max_duration]`` seconds and rounded to whole frames; the audio has exactly the
-    same length. ``difficulty`` in [0, 1] scales noise, distractors and nuisance ranges. ``workers``
-    processes render and encode (0 or 1: in this process); the result does not depend on it.
+    same length. ``difficulty`` in [0, 1] scales noise, distractors and nuisance ranges. ``cue`` in
+    [0, 1] is the strength of the cross-modal class cues (the object's shape follows the timbre and a
+    quiet sound texture the motion pattern, each with probability ``cue``, see :func:`_draw_cues`);
+    0 makes the two modalities independent at class level. ``workers`` processes render and encode
+    (0 or 1: in this process); the result does not depend on it.
 
     ``out`` must be new, empty, or a benchmark written before (which is replaced).
     """
     splits = tuple(float(s) for s in splits)  # type: ignore[assignment]
     _check_arguments(classes, per_class, height, width, fps, min_duration, max_duration, difficulty,
-                     sample_rate, splits, workers)
+                     sample_rate, splits, workers, cue)
     out = Path(out)
     _prepare_folder(out)
     height, width = height + height % 2, width + width % 2
@@ -598,13 +692,13 @@ def generate_benchmark(out: str | Path, classes: int = 12, per_class: int = 24, 
     split_of = [name for name, count in zip(SPLITS, counts) for _ in range(count)]
     jobs = [
         _VideoJob(str(out / split_of[i] / name / f"{name}_{i:04d}.mp4"), c, i, seed, height, width, fps,
-                  min_duration, max_duration, difficulty, sample_rate)
+                  min_duration, max_duration, difficulty, sample_rate, cue)
         for c, name in enumerate(names) for i in range(per_class)
     ]
     settings = {
         "generator": "avcl synth", "complete": False, "classes": names, "per_class": per_class,
         "seed": seed, "height": height, "width": width, "fps": fps, "min_duration": min_duration,
-        "max_duration": max_duration, "difficulty": difficulty, "sample_rate": sample_rate,
+        "max_duration": max_duration, "difficulty": difficulty, "cue": cue, "sample_rate": sample_rate,
         "splits": dict(zip(SPLITS, splits)), "split_counts": dict(zip(SPLITS, counts)), "videos": len(jobs),
     }
     # Written first, so that a rerun recognises (and replaces) even an interrupted benchmark.
