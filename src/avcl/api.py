@@ -23,8 +23,8 @@ def method_from_checkpoint(checkpoint: str | Path | dict, map_location: str | to
     meta = ckpt.get("meta", {})
     num_classes = meta.get("num_classes") or None
     if ckpt.get("kind") == "finetune":
-        backbone = build_method(cfg, num_classes=num_classes) if meta.get("backbone_method") else None
-        if backbone is not None and backbone.name != meta["backbone_method"]:
+        backbone = None
+        if meta.get("backbone_method"):  # fine-tuned from a pretrained method: rebuild it first
             cfg.method.name = meta["backbone_method"]
             backbone = build_method(cfg, num_classes=num_classes)
         method: Method = Supervised(cfg, num_classes, modality=meta.get("modality"), backbone_method=backbone)

@@ -119,11 +119,6 @@ def optimisation_step(model: nn.Module, method: nn.Module, optimizer: torch.opti
     return out
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 # -- the loop ------------------------------------------------------------------------------------
 @dataclass
 class TrainState:

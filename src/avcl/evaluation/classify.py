@@ -237,9 +237,3 @@ def linear_probe(method: Method, cfg: Config, out: str | Path | None, modality: 
     if out is not None:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
-
-
-def load_pretrained(checkpoint: str | Path, device: torch.device | str = "cpu") -> Method:
-    from avcl.api import method_from_checkpoint
-
-    return method_from_checkpoint(load_checkpoint(checkpoint, map_location=device))

@@ -1,8 +1,6 @@
 """The base of every method: two encoders, a training objective, and the features used for evaluation."""
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
@@ -63,12 +61,3 @@ class Method(nn.Module):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def describe(method: Method) -> dict[str, Any]:
-    return {
-        "method": method.name,
-        "parameters": count_parameters(method),
-        "video_encoder_parameters": count_parameters(method.video_encoder),
-        "audio_encoder_parameters": count_parameters(method.audio_encoder),
-    }
