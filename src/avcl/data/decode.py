@@ -149,7 +149,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 
 class _ToRGB:
-    """Converts decoded frames to (H, W, 3) uint8 RGB of ``size = (height, width)`` (None: source size).
+    """Converts decoded frames to upright (H, W, 3) uint8 RGB of ``size = (height, width)`` (None: source size).
 
     swscale resizes and converts in one pass; keeping one reformatter reuses its scaling context, which
     makes the conversion several times faster than ``frame.to_ndarray(width=..., height=...)`` per frame.
@@ -162,9 +162,15 @@ class _ToRGB:
         self.reformatter = VideoReformatter()
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        # Phone videos store portrait frames sideways with a display matrix: the frame is shown turned
+        # counter-clockwise by ``frame.rotation`` degrees, as players (and ffmpeg's autorotate) show it.
+        turns = round(frame.rotation / 90) % 4 if frame.rotation else 0
         height, width = self.size if self.size is not None else (frame.height, frame.width)
+        if turns % 2 and self.size is not None:  # resize to the stored orientation, then turn
+            height, width = width, height
         rgb = self.reformatter.reformat(frame, width=width, height=height, format="rgb24", interpolation="BILINEAR")
-        return np.ascontiguousarray(rgb.to_ndarray())
+        array = rgb.to_ndarray()
+        return np.ascontiguousarray(np.rot90(array, turns) if turns else array)
 
 
 def _decoded(container, stream, path: str) -> Iterator[av.frame.Frame]:
