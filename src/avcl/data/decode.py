@@ -122,18 +122,31 @@ def _duration(container, stream) -> float:
     return 0.0
 
 
+def _count_packets(container, stream) -> int:
+    """Video packets of ``stream``, demuxed without decoding (one frame each); 0 when unreadable."""
+    count = 0
+    try:
+        for packet in container.demux(stream):
+            count += packet.size > 0  # the demuxer ends with an empty flush packet
+        container.seek(0)
+    except av.FFmpegError:
+        return 0
+    return count
+
+
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Read the container metadata of ``path`` (no frames are decoded).
 
-    ``num_frames`` is the count the container states, else ``round(duration * fps)``: an estimate,
-    the decoded count can differ by a few frames. Raises DecodeError.
+    ``num_frames`` is the count the container states; containers that state none (Matroska, WebM,
+    some AVI) have their packets counted, which reads the file but decodes nothing; only when that fails
+    is it ``round(duration * fps)``, an estimate. Raises DecodeError.
     """
     path = str(path)
     with _open(path) as container:
         stream = _video_stream(container, path)
         fps = _frame_rate(stream)
         duration = _duration(container, stream)
-        num_frames = stream.frames or round(duration * fps)
+        num_frames = stream.frames or _count_packets(container, stream) or round(duration * fps)
         audio = container.streams.audio[0] if container.streams.audio else None
         return VideoInfo(
             path=path,

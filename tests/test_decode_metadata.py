@@ -1,4 +1,4 @@
-"""Phone videos: frames stored sideways with a display matrix decode upright."""
+"""Real-world video metadata: display rotation (phone videos) and frame counts the container does not state."""
 from __future__ import annotations
 
 import av
@@ -42,3 +42,15 @@ def test_rotated_video_decodes_upright(tmp_path, degrees, white):
     # A requested size is the displayed (upright) size, and clip reads agree with the stream.
     resized = read_frames(path, start=2, count=3, size=(40, 24))
     assert resized.shape == (3, 40, 24, 3)
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".webm"])
+def test_probe_counts_frames_where_the_container_states_none(tmp_path, suffix):
+    from avcl.data.decode import probe
+    from media import has_encoder, write_video
+
+    codec = "libvpx" if suffix == ".webm" else "libx264"
+    if not has_encoder(codec):
+        pytest.skip(f"no {codec} encoder")
+    path = write_video(tmp_path / f"v{suffix}", num_frames=37, fps=25, codec=codec, audio=False)
+    assert probe(path).num_frames == len(list(iter_frames(path, size=None))) == 37
