@@ -136,6 +136,10 @@ def test_a_source_without_videos_is_an_error_naming_it(tmp_path):
     (tmp_path / "empty" / "class").mkdir(parents=True)
     with pytest.raises(UserError, match="no video files found"):
         prepare(tmp_path / "empty", tmp_path / "out", workers=0, progress=False)
+    write_audio(tmp_path / "empty" / "class" / "song.m4a")
+    with pytest.raises(UserError, match=r"no video files found; 1 file ignored \(\.m4a 1; e\.g\. song\.m4a\); "
+                                        r"the video extensions are .*\.mp4 .*\.ts"):
+        prepare(tmp_path / "empty", tmp_path / "out", workers=0, progress=False)
 
 
 def test_no_file_is_ignored_silently(tmp_path):
@@ -187,7 +191,7 @@ def test_missing_csv_rows_are_reported_in_skipped_jsonl_and_looked_for_again(tmp
 def test_out_must_be_new_empty_or_a_cache_and_never_the_videos(tmp_path):
     src = _source(tmp_path / "videos", 2)
     refused = {
-        src: "is the video folder",
+        src: "is SRC itself",
         src / "a" / "cache": "inside the video folder",
         tmp_path: "holds SRC",
     }

@@ -6,8 +6,14 @@ the worker flushes and fsyncs its shard and sends back a small index entry. The 
 entry to ``index.jsonl`` (flushed and fsynced), so a video is prepared exactly when its line exists.
 
 Interrupted (Ctrl-C, SIGKILL, a crashed worker), a second run with the same SRC and OUT resumes: it
-reads the index and ``skipped.jsonl``, cuts a torn last line, and decodes only the videos not yet in
-either. Memory stays flat: the parent keeps a few futures in flight and no frames.
+reads the index and ``skipped.jsonl``, cuts a torn last line, cuts the bytes past each shard's last
+indexed video (a killed worker's half-written video), and decodes only the videos not yet in either.
+Memory stays flat: the parent keeps a few futures in flight and no frames.
+
+Nothing in SRC is passed over without a word: files of other extensions (and files beside the split
+folders) and CSV rows whose file is missing are counted in the summary and listed in ``skipped.jsonl``
+and ``report.json``; only hidden files and OS junk (``.DS_Store``, ``Thumbs.db``) are merely counted.
+OUT must be new, empty or a cache: never SRC itself, a folder inside it, or a folder of other files.
 """
 from __future__ import annotations
 
@@ -142,8 +148,8 @@ def _check_out(src: Path, out: Path) -> None:
     """OUT must be new, empty, or a cache (to resume or extend): never the videos' folder or one of theirs."""
     src_abs, out_abs = src.resolve(), out.resolve()
     if src.is_dir() and (out_abs == src_abs or src_abs in out_abs.parents):
-        raise UserError(f"OUT {out} is {'the video folder' if out_abs == src_abs else 'inside the video folder'} "
-                        f"{src}; write the cache to a new folder outside it")
+        where = "SRC itself" if out_abs == src_abs else f"inside the video folder {src}"
+        raise UserError(f"OUT {out} is {where}; write the cache to a new folder outside the videos")
     if out_abs in src_abs.parents:
         raise UserError(f"OUT {out} holds SRC {src}; write the cache to a new folder outside the videos")
     if out.exists() and not out.is_dir():
@@ -271,7 +277,7 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
     if not items:
         detail = f"; {len(missing)} listed files are missing, e.g. {missing[0][0]}" if missing else ""
         if ignored:
-            detail += f"; {len(ignored)} files ignored ({_examples(ignored)}); videos are " + \
+            detail += f"; {_files(len(ignored))} ignored ({_examples(ignored)}); the video extensions are " + \
                       " ".join(sorted(VIDEO_EXTENSIONS))
         raise UserError(f"{src}: no video files found{detail}")
     out = Path(out)
@@ -352,6 +358,10 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
     return summary
 
 
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
 def _examples(pairs: list[tuple[str, str]], n: int = 3) -> str:
     """'.m4a 10, .txt 2; e.g. a.m4a, b.m4a, c.txt' for (path, reason) pairs."""
     by_ext = Counter(os.path.splitext(p)[1].lower() or "no extension" for p, _ in pairs)
@@ -378,10 +388,11 @@ def format_summary(summary: dict) -> str:
     ignored = summary.get("ignored_files", [])
     for reason, count in sorted(summary.get("ignored_by_reason", {}).items()):
         pairs = [(r["path"], r["reason"]) for r in ignored if r["reason"] == reason]
-        lines.append(f"  {count} files ignored: {reason} ({_examples(pairs)})")
+        lines.append(f"  {_files(count)} ignored: {reason} ({_examples(pairs)})")
     if summary.get("orphan_bytes_dropped"):
+        shards = summary["orphan_shards_trimmed"]
         lines.append(f"  dropped {summary['orphan_bytes_dropped']} bytes that an interrupted run left at the end of "
-                     f"{summary['orphan_shards_trimmed']} shard files")
+                     f"{shards} shard file{'' if shards == 1 else 's'}")
     if summary["skipped"] or summary["video_only"] or summary["missing"] or ignored:
         out = Path(summary["out"])
         lines.append(f"  every file and its reason: {out / C.SKIPPED} (and {out / C.REPORT})")
