@@ -160,7 +160,8 @@ def test_no_file_is_ignored_silently(tmp_path):
     assert summary["prepared"] == 4 and summary["with_audio"] == 4
     assert summary["ignored"] == 2 and summary["ignored_by_reason"] == {"not a video extension": 2}
     assert summary["hidden_ignored"] == 2
-    assert [Path(r["path"]).name for r in summary["ignored_files"]] == ["song.m4a", "notes.txt"]
+    assert [(Path(r["path"]).name, r["reason"]) for r in summary["ignored_files"]] == [
+        ("song.m4a", "not_a_video_extension"), ("notes.txt", "not_a_video_extension")]
     skipped = {Path(r["path"]).name: r["reason"] for r in C.read_jsonl(tmp_path / "cache" / C.SKIPPED)}
     assert skipped == {"song.m4a": "not_a_video_extension", "notes.txt": "not_a_video_extension"}
     text = format_summary(summary)
@@ -180,7 +181,7 @@ def test_missing_csv_rows_are_reported_in_skipped_jsonl_and_looked_for_again(tmp
     assert summary["prepared"] == 1 and summary["missing"] == 1 and summary["skipped"] == 0
     assert C.read_jsonl(out / C.SKIPPED) == [{"path": str(tmp_path / "b.mp4"), "reason": "missing",
                                               "message": "file not found"}]
-    assert "listed but missing: 1" in format_summary(summary)
+    assert "listed but missing: 1 (e.g. b.mp4)" in format_summary(summary)
 
     write_video(tmp_path / "b.mp4", num_frames=20)  # the download finished: the next run takes it
     summary = prepare(tmp_path / "list.csv", out, size=SIZE, workers=0, progress=False)
@@ -247,3 +248,16 @@ def test_resume_cuts_the_bytes_a_killed_run_left_at_a_shard_end(tmp_path):
     _assert_shards_hold_only_indexed_bytes(out)
     cache = C.PreparedCache(out)
     assert all(len(cache.read_frames(i, range(cache.entries.num_frames[i]))) for i in range(len(cache)))
+
+
+def test_a_worker_whose_every_video_fails_leaves_no_shard(tmp_path):
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    write_video(src / "a" / "short.mp4", num_frames=8)  # written to a shard, then found too short
+    write_video(src / "a" / "long.mp4", num_frames=20)
+    summary = prepare(src, tmp_path / "cache", size=SIZE, workers=0, progress=False, min_frames=16)
+    assert summary["prepared"] == 1 and summary["skipped_by_reason"] == {"too_short": 1}
+    _assert_shards_hold_only_indexed_bytes(tmp_path / "cache")
+    summary = prepare(src, tmp_path / "short-only", size=SIZE, workers=0, progress=False, min_frames=30)
+    assert summary["prepared"] == 0 and summary["skipped_by_reason"] == {"too_short": 2}
+    assert list((tmp_path / "short-only" / C.SHARDS).iterdir()) == []

@@ -321,9 +321,11 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
                   file=sys.stderr)
             raise
         bar.close()
+        # The workers have exited: drop a shard that holds no video (every video its worker tried failed).
+        C.trim_shards(shard_dir, C.read_jsonl(index_path))
         listing_reasons = {*_LISTING_REASONS.values(), _NOT_A_FILE}
-        skip_records = [r for r in {r["path"]: r for r in C.read_jsonl(skipped_path)}.values()
-                        if r["reason"] not in listing_reasons]
+        decoded = [r for r in C.read_jsonl(skipped_path) if r["reason"] not in listing_reasons]
+        skip_records = list({r["path"]: r for r in decoded}.values())
         unusable = [r for r in skip_records if not r.get("video_only")]
         meta = C.write_meta(out, settings, class_names(items), skipped=len(unusable))
         counts = meta["counts"]
@@ -348,7 +350,7 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
             "elapsed_seconds": round(time.perf_counter() - started, 2),
             "skipped_files": skip_records,
             "missing_files": [{"path": p, "reason": "missing", "message": m} for p, m in missing],
-            "ignored_files": [{"path": p, "reason": why} for p, why in ignored],
+            "ignored_files": _listing_records([], ignored),  # as in skipped.jsonl: reason code and message
         }
         C.write_json_atomic(out / C.REPORT, summary)
     finally:
@@ -384,10 +386,12 @@ def format_summary(summary: dict) -> str:
     if summary["video_only"]:
         lines.append(f"  kept without audio ({NO_AUDIO_NOTE}): {summary['video_only']}")
     if summary["missing"]:
-        lines.append(f"  listed but missing: {summary['missing']}")
+        names = [os.path.basename(r["path"]) for r in summary.get("missing_files", [])[:3]]
+        more = ", ..." if summary["missing"] > len(names) else ""
+        lines.append(f"  listed but missing: {summary['missing']}" + (f" (e.g. {', '.join(names)}{more})" if names else ""))
     ignored = summary.get("ignored_files", [])
     for reason, count in sorted(summary.get("ignored_by_reason", {}).items()):
-        pairs = [(r["path"], r["reason"]) for r in ignored if r["reason"] == reason]
+        pairs = [(r["path"], r["message"]) for r in ignored if r["message"] == reason]
         lines.append(f"  {_files(count)} ignored: {reason} ({_examples(pairs)})")
     if summary.get("orphan_bytes_dropped"):
         shards = summary["orphan_shards_trimmed"]
