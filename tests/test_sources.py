@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from avcl.data.sources import VideoItem, class_names, find_videos
+from avcl.data.sources import NOT_A_VIDEO, OUTSIDE_SPLITS, VideoItem, class_names, find_videos, list_source
 from avcl.errors import UserError
 
 
@@ -145,3 +145,49 @@ def test_errors(tmp_path):
         find_videos(tmp_path / "k.csv", videos_root=tmp_path / "nowhere")
     with pytest.raises(UserError, match="only used with a Kinetics"):
         find_videos(tmp_path, videos_root=tmp_path)
+
+
+def test_every_container_extension_ffmpeg_reads_is_a_video(tmp_path):
+    names = ["a.ts", "b.M2TS", "c.mts", "d.3gp", "e.3g2", "f.wmv", "g.asf", "h.ogv", "i.vob"]
+    _touch(tmp_path, *(f"cls/{n}" for n in names))
+    listing = list_source(tmp_path)
+    assert sorted(os.path.basename(it.path) for it in listing.items) == sorted(names)
+    assert listing.ignored == [] and listing.hidden == 0
+
+
+def test_files_not_taken_are_listed_with_a_reason_and_junk_is_counted(tmp_path):
+    _touch(
+        tmp_path,
+        "train/cat/a.mp4", "train/cat/song.m4a", "train/cat/sub/notes.txt", "val/dog/b.avi", "val/dog/clip.mp3",
+        "loose.mp4", "classInd.txt",  # beside the split folders: in no split
+        "train/cat/.DS_Store", "train/cat/._a.mp4", "train/Thumbs.db", "val/dog/desktop.ini",
+        "train/cat/.thumbs/x.mp4", "train/.cache/y.mp4", "__MACOSX/train/cat/._a.mp4",
+    )
+    listing = list_source(tmp_path)
+    assert _triples(listing.items, tmp_path) == [("train/cat/a.mp4", "cat", "train"), ("val/dog/b.avi", "dog", "val")]
+    assert [(os.path.relpath(p, tmp_path), r) for p, r in listing.ignored] == [
+        ("classInd.txt", NOT_A_VIDEO),
+        ("loose.mp4", OUTSIDE_SPLITS),
+        ("train/cat/song.m4a", NOT_A_VIDEO),
+        ("train/cat/sub/notes.txt", NOT_A_VIDEO),
+        ("val/dog/clip.mp3", NOT_A_VIDEO),
+    ]
+    assert listing.hidden == 7
+    assert find_videos(tmp_path) == (listing.items, [])
+
+
+def test_a_broken_link_is_listed_not_dropped(tmp_path):
+    _touch(tmp_path, "cat/a.mp4")
+    (tmp_path / "cat" / "b.mp4").symlink_to(tmp_path / "gone.mp4")
+    listing = list_source(tmp_path)
+    assert len(listing.items) == 1
+    assert listing.ignored == [(str(tmp_path / "cat" / "b.mp4"), "not a regular file (a broken link?)")]
+
+
+def test_kinetics_row_whose_only_download_is_audio_says_so(tmp_path):
+    _touch(tmp_path, "v/abc_000000_000010.m4a", "v/def_000000_000010.mp4")
+    (tmp_path / "k.csv").write_text("label,youtube_id,time_start,time_end,split\nx,abc,0,10,train\ny,def,0,10,train\n")
+    listing = list_source(tmp_path / "k.csv", videos_root=tmp_path / "v")
+    assert len(listing.items) == 1 and listing.ignored == []  # a CSV names its files: others are not listed
+    assert listing.missing == [(str(tmp_path / "v" / "abc_000000_000010.mp4"),
+                                f"file not found (only abc_000000_000010.m4a: {NOT_A_VIDEO})")]

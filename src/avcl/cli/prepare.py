@@ -24,12 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "prepare",
         help="decode videos once into a prepared cache for fast training",
         description="Decode every video of SRC once (in parallel) into OUT: resized JPEG frames and the "
-        "log-mel spectrogram of the whole audio, with an index, a report of every skipped file and its "
-        "reason, and the audio statistics. Interrupted, the same command resumes where it stopped.",
+        "log-mel spectrogram of the whole audio, with an index, a report of every skipped, missing or "
+        "ignored file and its reason (OUT/skipped.jsonl), and the audio statistics. Interrupted, the same "
+        "command resumes where it stopped.",
     )
     p.add_argument("src", metavar="SRC", help="a folder of class folders ([split/]class/video) or a CSV "
                    "(path,label[,split], or a Kinetics annotation CSV with --videos-root)")
-    p.add_argument("out", metavar="OUT", help="cache folder (new, or a cache to resume or extend)")
+    p.add_argument("out", metavar="OUT", help="cache folder: new or empty (outside SRC), or a cache to resume or extend")
     p.add_argument("--size", type=parse_size, default=(128, 171), metavar="HxW", help="stored frame size (default 128x171)")
     p.add_argument("--fps", type=float, default=None, help="resample to this frame rate (default: keep the source frames)")
     p.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help=f"JPEG quality of the stored frames, 1-100 (default {DEFAULT_QUALITY})")

@@ -26,7 +26,9 @@ at ``offset`` in its shard (little-endian)::
     mel_offset    float16[n_mels, mel_frames]                the log-mel of the whole audio (absent without audio)
     stats_offset  float64[2, n_mels]                         per-band sum and sum of squares over its frames
 
-The table is 8-byte aligned. Bytes of a video that failed half-way stay in the shard unreferenced.
+The table is 8-byte aligned. The bytes of a video that fails half-way (or is too short) are cut off
+the shard again; bytes that a killed run left past a shard's last indexed blob are cut by the next run
+(``trim_shards``), so every shard ends with the last byte of an indexed video.
 """
 from __future__ import annotations
 
@@ -151,10 +153,32 @@ class ShardWriter:
 
         Returns the blob's location and counts for the index: ``shard, offset, table_offset, mel_offset,
         stats_offset, size, num_frames, mel_frames``. An exception raised by ``jpeg_frames``
-        propagates; the bytes written so far stay unreferenced.
+        propagates after the bytes written so far are cut off the shard again.
         """
         f = self._open()
         offset = f.tell()
+        try:
+            return self._write(f, offset, jpeg_frames, mel)
+        except BaseException:
+            self._rewind(f, offset)
+            raise
+
+    def discard(self, location: dict) -> None:
+        """Remove the blob just written at ``location`` (e.g. a video found too short) from the shard end."""
+        f = self.file
+        if f is not None and location["shard"] == f"{self.prefix}-{self.part}.bin" \
+                and f.tell() == location["offset"] + location["size"]:
+            self._rewind(f, location["offset"])
+
+    @staticmethod
+    def _rewind(f, offset: int) -> None:
+        try:
+            f.truncate(offset)  # flushes what is buffered first
+            f.seek(offset)  # append mode: the next write lands at the (new) end anyway; tell() must agree
+        except OSError:
+            pass  # e.g. a full disk: the bytes stay unreferenced, the next run's trim_shards cuts them
+
+    def _write(self, f, offset: int, jpeg_frames: Iterable[bytes], mel: np.ndarray | None) -> dict:
         ends = [0]
         for data in jpeg_frames:
             f.write(data)
@@ -190,6 +214,34 @@ class ShardWriter:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def trim_shards(folder: Path, records: list[dict]) -> tuple[int, int]:
+    """Cut the bytes past the last indexed blob of each shard under ``folder``; remove unindexed shards.
+
+    Such bytes belong to videos whose index line was never written: a run killed while a worker wrote,
+    or a video that failed half-way at a shard's end. Call it only while no process writes ``folder``.
+    Returns ``(bytes dropped, shard files changed)``.
+    """
+    ends: dict[str, int] = {}
+    for r in records:
+        ends[r["shard"]] = max(ends.get(r["shard"], 0), int(r["offset"]) + int(r["size"]))
+    dropped = changed = 0
+    for path in sorted(Path(folder).glob("*.bin")):
+        size = path.stat().st_size
+        end = ends.get(path.name)
+        if end is None:
+            path.unlink()
+        elif size > end:
+            with open(path, "r+b") as f:
+                f.truncate(end)
+                f.flush()
+                os.fsync(f.fileno())
+        else:
+            continue
+        dropped += size - (end or 0)
+        changed += 1
+    return dropped, changed
 
 
 # -------------------------------------------------------------------------------------------- reading
@@ -297,6 +349,9 @@ def _not_finished(root: Path) -> CacheError:
             f"{root} is not a finished prepared cache (no {META}): `avcl prepare` was interrupted; "
             f"run `avcl prepare SRC {root}` again with the same SRC to resume it"
         )
+    if any(not e.name.startswith(".") for e in root.iterdir()):  # e.g. the videos: never write the cache there
+        return CacheError(f"{root} is not a prepared cache (no {INDEX} or {META}); if it holds videos, prepare them "
+                          f"into a new folder with `avcl prepare {root} NEW_FOLDER` and use NEW_FOLDER")
     return CacheError(f"{root} is not a prepared cache (no {INDEX} or {META}); create it with `avcl prepare SRC {root}`")
 
 

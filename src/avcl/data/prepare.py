@@ -6,8 +6,14 @@ the worker flushes and fsyncs its shard and sends back a small index entry. The 
 entry to ``index.jsonl`` (flushed and fsynced), so a video is prepared exactly when its line exists.
 
 Interrupted (Ctrl-C, SIGKILL, a crashed worker), a second run with the same SRC and OUT resumes: it
-reads the index and ``skipped.jsonl``, cuts a torn last line, and decodes only the videos not yet in
-either. Memory stays flat: the parent keeps a few futures in flight and no frames.
+reads the index and ``skipped.jsonl``, cuts a torn last line, cuts the bytes past each shard's last
+indexed video (a killed worker's half-written video), and decodes only the videos not yet in either.
+Memory stays flat: the parent keeps a few futures in flight and no frames.
+
+Nothing in SRC is passed over without a word: files of other extensions (and files beside the split
+folders) and CSV rows whose file is missing are counted in the summary and listed in ``skipped.jsonl``
+and ``report.json``; only hidden files and OS junk (``.DS_Store``, ``Thumbs.db``) are merely counted.
+OUT must be new, empty or a cache: never SRC itself, a folder inside it, or a folder of other files.
 """
 from __future__ import annotations
 
@@ -29,13 +35,18 @@ from tqdm import tqdm
 from avcl.data import cache as C
 from avcl.data.audio import MelSettings, log_mel
 from avcl.data.decode import DecodeError, iter_frames, probe, read_audio
-from avcl.data.sources import VideoItem, class_names, find_videos
+from avcl.data.sources import NOT_A_VIDEO, OUTSIDE_SPLITS, VIDEO_EXTENSIONS, VideoItem, class_names, is_hidden, list_source
 from avcl.errors import UserError
 
 DEFAULT_QUALITY = C.DEFAULT_QUALITY
 NO_AUDIO_NOTE = "usable by video-only methods only"
 # The options a resumed run must share with the first one (the frames and spectrograms must agree).
 _BINDING = ("format", "version", "frame_size", "fps", "jpeg_quality", "mel")
+# skipped.jsonl reasons of files that were never decoded, rewritten from the source listing by every run.
+_LISTING_REASONS = {"missing": "missing", NOT_A_VIDEO: "not_a_video_extension",
+                    OUTSIDE_SPLITS: "outside_split_folders"}
+_NOT_A_FILE = "not_a_regular_file"
+_CACHE_NAMES = {C.INDEX, C.SKIPPED, C.META, C.SETTINGS, C.REPORT, C.SHARDS}
 
 # State of a worker process (or of the parent with workers=0), set by _init_worker.
 _writer: C.ShardWriter | None = None
@@ -80,6 +91,7 @@ def _prepare_one(item: VideoItem) -> dict:
     except Exception as error:  # an unexpected failure on one file must not stop a long prepare
         return {"entry": None, "skip": _skip(item.path, "error", f"{type(error).__name__}: {error}")}
     if location["num_frames"] < opts["min_frames"]:
+        _writer.discard(location)
         return {"entry": None, "skip": _skip(
             item.path, "too_short", f"{location['num_frames']} frames, fewer than --min-frames {opts['min_frames']}")}
     # The stored frames' rate: --fps, else the stream's, else (no rate in the container) frames / duration.
@@ -121,6 +133,57 @@ def _check_settings(out: Path, settings: dict) -> None:
     if changed:
         what = ", ".join(f"{k} {old.get(k)!r} (now {settings.get(k)!r})" for k in changed)
         raise UserError(f"{out} was prepared with {what}; run with the same options to resume, or use a new OUT folder")
+
+
+def _is_cache(out: Path) -> bool:
+    import json
+
+    try:
+        return json.loads((out / C.SETTINGS).read_text()).get("format") == C.FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_out(src: Path, out: Path) -> None:
+    """OUT must be new, empty, or a cache (to resume or extend): never the videos' folder or one of theirs."""
+    src_abs, out_abs = src.resolve(), out.resolve()
+    if src.is_dir() and (out_abs == src_abs or src_abs in out_abs.parents):
+        where = "SRC itself" if out_abs == src_abs else f"inside the video folder {src}"
+        raise UserError(f"OUT {out} is {where}; write the cache to a new folder outside the videos")
+    if out_abs in src_abs.parents:
+        raise UserError(f"OUT {out} holds SRC {src}; write the cache to a new folder outside the videos")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"OUT {out} is a file; give a new or empty folder for the cache")
+    if not out.is_dir() or _is_cache(out):
+        return
+    # A run killed before it wrote settings.json leaves at most some of the cache's own names.
+    others = sorted(e.name for e in out.iterdir() if not is_hidden(e.name)
+                    and e.name not in _CACHE_NAMES and e.name.removesuffix(".tmp") not in _CACHE_NAMES)
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise UserError(f"OUT {out} is neither empty nor a prepared cache (it holds {shown}); "
+                        f"give a new or empty folder for the cache, outside the videos")
+
+
+def _listing_records(missing: list[tuple[str, str]], ignored: list[tuple[str, str]]) -> list[dict]:
+    records = [_skip(path, "missing", message) for path, message in missing]
+    for path, why in ignored:
+        records.append(_skip(path, _LISTING_REASONS.get(why, _NOT_A_FILE), why))
+    return records
+
+
+def _rewrite_listing(path: Path, records: list[dict]) -> None:
+    """Keep the decoding results of ``skipped.jsonl``; replace its listing lines by this run's ``records``."""
+    import json
+
+    listing_reasons = {*_LISTING_REASONS.values(), _NOT_A_FILE}
+    kept = [r for r in C.read_jsonl(path) if r.get("reason") not in listing_reasons]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in [*kept, *records])
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _lock(out: Path):
@@ -209,11 +272,16 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
     if min(size) < 1 or fps is not None and fps <= 0:
         raise UserError(f"--size must be positive and --fps positive, got size {size}, fps {fps}")
     workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 0)
-    items, missing = find_videos(src, videos_root)
+    listing = list_source(src, videos_root)
+    items, missing, ignored = listing.items, listing.missing, listing.ignored
     if not items:
         detail = f"; {len(missing)} listed files are missing, e.g. {missing[0][0]}" if missing else ""
+        if ignored:
+            detail += f"; {_files(len(ignored))} ignored ({_examples(ignored)}); the video extensions are " + \
+                      " ".join(sorted(VIDEO_EXTENSIONS))
         raise UserError(f"{src}: no video files found{detail}")
     out = Path(out)
+    _check_out(Path(src), out)
     shard_dir = out / C.SHARDS
     shard_dir.mkdir(parents=True, exist_ok=True)
     lock = _lock(out)
@@ -224,9 +292,13 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
         index_path, skipped_path = out / C.INDEX, out / C.SKIPPED
         C.repair_jsonl(index_path)
         C.repair_jsonl(skipped_path)
+        _rewrite_listing(skipped_path, _listing_records(missing, ignored))
+        indexed = C.read_jsonl(index_path)
+        # Bytes a killed run wrote after the last indexed video of a shard; no process writes them now.
+        orphan_bytes, orphan_shards = C.trim_shards(shard_dir, indexed)
         # Done: in the index, or skipped as unusable. A video-only line without its index line (killed
         # between the two appends) is prepared again; the report keeps one line per path.
-        done = {r["path"] for r in C.read_jsonl(index_path)}
+        done = {r["path"] for r in indexed}
         done |= {r["path"] for r in C.read_jsonl(skipped_path) if not r.get("video_only")}
         pending = [item for item in items if item.path not in done]
         options = {**settings, "quality": quality, "min_frames": min_frames}
@@ -249,7 +321,11 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
                   file=sys.stderr)
             raise
         bar.close()
-        skip_records = list({r["path"]: r for r in C.read_jsonl(skipped_path)}.values())
+        # The workers have exited: drop a shard that holds no video (every video its worker tried failed).
+        C.trim_shards(shard_dir, C.read_jsonl(index_path))
+        listing_reasons = {*_LISTING_REASONS.values(), _NOT_A_FILE}
+        decoded = [r for r in C.read_jsonl(skipped_path) if r["reason"] not in listing_reasons]
+        skip_records = list({r["path"]: r for r in decoded}.values())
         unusable = [r for r in skip_records if not r.get("video_only")]
         meta = C.write_meta(out, settings, class_names(items), skipped=len(unusable))
         counts = meta["counts"]
@@ -263,12 +339,18 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
             "skipped_by_reason": dict(Counter(r["reason"] for r in unusable)),
             "video_only": counts["videos"] - counts["with_audio"],
             "missing": len(missing),
+            "ignored": len(ignored),
+            "ignored_by_reason": dict(Counter(why for _, why in ignored)),
+            "hidden_ignored": listing.hidden,
+            "orphan_bytes_dropped": orphan_bytes,
+            "orphan_shards_trimmed": orphan_shards,
             "seconds_of_video": counts["seconds"],
             "bytes": counts["bytes"],
             "bytes_per_10s": meta["bytes_per_10s"],
             "elapsed_seconds": round(time.perf_counter() - started, 2),
             "skipped_files": skip_records,
             "missing_files": [{"path": p, "reason": "missing", "message": m} for p, m in missing],
+            "ignored_files": _listing_records([], ignored),  # as in skipped.jsonl: reason code and message
         }
         C.write_json_atomic(out / C.REPORT, summary)
     finally:
@@ -276,6 +358,20 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
     if progress:
         print(format_summary(summary))
     return summary
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
+def _examples(pairs: list[tuple[str, str]], n: int = 3) -> str:
+    """'.m4a 10, .txt 2; e.g. a.m4a, b.m4a, c.txt' for (path, reason) pairs."""
+    by_ext = Counter(os.path.splitext(p)[1].lower() or "no extension" for p, _ in pairs)
+    kinds = ", ".join(f"{ext} {count}" for ext, count in by_ext.most_common(4))
+    if len(by_ext) > 4:
+        kinds += ", ..."
+    names = ", ".join(os.path.basename(p) for p, _ in pairs[:n]) + (", ..." if len(pairs) > n else "")
+    return f"{kinds}; e.g. {names}"
 
 
 def format_summary(summary: dict) -> str:
@@ -290,7 +386,18 @@ def format_summary(summary: dict) -> str:
     if summary["video_only"]:
         lines.append(f"  kept without audio ({NO_AUDIO_NOTE}): {summary['video_only']}")
     if summary["missing"]:
-        lines.append(f"  listed but missing: {summary['missing']}")
-    if summary["skipped"] or summary["video_only"] or summary["missing"]:
-        lines.append(f"  every file and its reason: {Path(summary['out']) / C.REPORT}")
+        names = [os.path.basename(r["path"]) for r in summary.get("missing_files", [])[:3]]
+        more = ", ..." if summary["missing"] > len(names) else ""
+        lines.append(f"  listed but missing: {summary['missing']}" + (f" (e.g. {', '.join(names)}{more})" if names else ""))
+    ignored = summary.get("ignored_files", [])
+    for reason, count in sorted(summary.get("ignored_by_reason", {}).items()):
+        pairs = [(r["path"], r["message"]) for r in ignored if r["message"] == reason]
+        lines.append(f"  {_files(count)} ignored: {reason} ({_examples(pairs)})")
+    if summary.get("orphan_bytes_dropped"):
+        shards = summary["orphan_shards_trimmed"]
+        lines.append(f"  dropped {summary['orphan_bytes_dropped']} bytes that an interrupted run left at the end of "
+                     f"{shards} shard file{'' if shards == 1 else 's'}")
+    if summary["skipped"] or summary["video_only"] or summary["missing"] or ignored:
+        out = Path(summary["out"])
+        lines.append(f"  every file and its reason: {out / C.SKIPPED} (and {out / C.REPORT})")
     return "\n".join(lines)

@@ -12,6 +12,9 @@
     ``<youtube_id>_<start:06d>_<end:06d>.<ext>`` (or ``<youtube_id>.<ext>``) anywhere below it.
 
 Listed files that do not exist come back as ``(path, reason)`` pairs instead of stopping the search.
+``list_source`` also names every file of a folder that is not taken as a video (another extension, a
+file beside the split folders) with its reason, and counts hidden files and OS junk (``.DS_Store``,
+``Thumbs.db``, ``._*`` resource forks, anything under a hidden folder or ``__MACOSX``) without naming them.
 """
 from __future__ import annotations
 
@@ -23,7 +26,17 @@ from pathlib import Path
 
 from avcl.errors import UserError
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".mpg", ".mpeg"})
+# Containers FFmpeg reads that hold video: MP4/QuickTime, Matroska/WebM, AVI, Flash, MPEG program and
+# transport streams (.ts; .m2ts/.mts from AVCHD cameras; .vob from DVDs), 3GPP phone videos, Windows
+# Media (ASF), Ogg video.
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".mpg", ".mpeg", ".vob",
+    ".ts", ".m2ts", ".mts", ".3gp", ".3g2", ".wmv", ".asf", ".ogv",
+})
+# OS metadata that sits beside videos (besides every name starting with a dot): ignored without a word.
+_JUNK_NAMES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx", "icon\r"})
+NOT_A_VIDEO = "not a video extension"
+OUTSIDE_SPLITS = "beside the split folders, not in one"
 DEFAULT_SPLITS = ("train", "val", "test")
 # Kinetics CSVs spell the validation split "val" (400) or "validate" (600, 700).
 _SPLIT_ALIASES = {"validate": "val", "validation": "val"}
@@ -39,33 +52,82 @@ class VideoItem:
     split: str | None  # e.g. "train"; None when the source has no splits
 
 
-def _is_video(path: Path) -> bool:
-    # Names starting with a dot are hidden files or macOS "._" resource forks, never videos.
-    return path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".") and path.is_file()
+@dataclass
+class SourceListing:
+    """What ``list_source`` found in a data set's source."""
+
+    items: list[VideoItem]  # the videos, sorted by (split, label, path)
+    missing: list[tuple[str, str]]  # (path, reason) of listed files that do not exist, sorted
+    ignored: list[tuple[str, str]]  # (path, reason) of files in the folders that are not taken as videos
+    hidden: int  # hidden files and OS junk (.DS_Store, Thumbs.db, ._*), ignored quietly
 
 
-def _videos_below(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if _is_video(p)]
+def is_hidden(name: str) -> bool:
+    """Hidden files and folders, macOS "._" resource forks and OS junk such as Thumbs.db: never videos."""
+    return name.startswith(".") or name.lower() in _JUNK_NAMES
+
+
+class _Walk:
+    """Collects the files of a folder source that are not videos while the videos are found."""
+
+    def __init__(self) -> None:
+        self.ignored: list[tuple[str, str]] = []
+        self.hidden = 0
+
+    def count_hidden(self, folder: Path) -> None:
+        self.hidden += sum(len(files) for _, _, files in os.walk(folder, followlinks=True))
+
+    def classify(self, path: Path, reason_for_video: str | None = None) -> bool:
+        """True when ``path`` (not a folder) is a video to take; otherwise counts or lists it."""
+        if is_hidden(path.name):
+            self.hidden += 1
+            return False
+        if not path.is_file():
+            self.ignored.append((os.path.abspath(path), "not a regular file (a broken link?)"))
+            return False
+        if path.suffix.lower() not in VIDEO_EXTENSIONS:
+            self.ignored.append((os.path.abspath(path), NOT_A_VIDEO))
+            return False
+        if reason_for_video is not None:
+            self.ignored.append((os.path.abspath(path), reason_for_video))
+            return False
+        return True
+
+    def videos_below(self, folder: Path) -> list[Path]:
+        """The videos anywhere below ``folder``; hidden folders (and __MACOSX) are not entered."""
+        videos = []
+        for parent, dirs, files in os.walk(folder, followlinks=True):
+            for name in [d for d in dirs if is_hidden(d)]:
+                dirs.remove(name)
+                self.count_hidden(Path(parent) / name)
+            dirs.sort()
+            videos += [p for p in (Path(parent) / f for f in sorted(files)) if self.classify(p)]
+        return videos
 
 
 def _sorted(items: Iterable[VideoItem]) -> list[VideoItem]:
     return sorted(items, key=lambda it: (it.split or "", it.label or "", it.path))
 
 
-def _scan_classes(folder: Path, split: str | None) -> list[VideoItem]:
+def _scan_classes(folder: Path, split: str | None, walk: _Walk) -> list[VideoItem]:
     """Items of ``<folder>/<class>/...`` plus unlabelled videos directly in ``folder``."""
-    items = [VideoItem(os.path.abspath(p), None, split) for p in folder.iterdir() if _is_video(p)]
-    for class_dir in folder.iterdir():
-        if class_dir.is_dir() and not class_dir.name.startswith("."):
-            items += [VideoItem(os.path.abspath(p), class_dir.name, split) for p in _videos_below(class_dir)]
+    items = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir():
+            if is_hidden(entry.name):
+                walk.count_hidden(entry)
+            else:
+                items += [VideoItem(os.path.abspath(p), entry.name, split) for p in walk.videos_below(entry)]
+        elif walk.classify(entry):
+            items.append(VideoItem(os.path.abspath(entry), None, split))
     return items
 
 
-def _from_folder(root: Path, splits: tuple[str, ...]) -> list[VideoItem]:
-    subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+def _from_folder(root: Path, splits: tuple[str, ...], walk: _Walk) -> list[VideoItem]:
+    subdirs = [d for d in root.iterdir() if d.is_dir() and not is_hidden(d.name)]
     split_dirs = [d for d in subdirs if d.name in splits]
     if not split_dirs:
-        return _scan_classes(root, None)
+        return _scan_classes(root, None, walk)
     others = sorted(d.name for d in subdirs if d.name not in splits)
     if others:
         raise UserError(
@@ -74,8 +136,14 @@ def _from_folder(root: Path, splits: tuple[str, ...]) -> list[VideoItem]:
             f"or <class>/<file>"
         )
     items: list[VideoItem] = []
+    for entry in sorted(root.iterdir()):  # files beside the split folders belong to no split
+        if entry.is_dir():
+            if is_hidden(entry.name):
+                walk.count_hidden(entry)
+        else:
+            walk.classify(entry, reason_for_video=OUTSIDE_SPLITS)
     for split_dir in split_dirs:
-        items += _scan_classes(split_dir, split_dir.name)
+        items += _scan_classes(split_dir, split_dir.name, walk)
     return items
 
 
@@ -121,9 +189,14 @@ def _from_kinetics_csv(
 ) -> tuple[list[VideoItem], list[tuple[str, str]]]:
     if not videos_root.is_dir():
         raise UserError(f"{videos_root}: the videos folder of {csv_path.name} does not exist")
+    walk = _Walk()
     by_stem: dict[str, Path] = {}
-    for video in sorted(_videos_below(videos_root)):  # sorted: the same file wins every time
+    for video in sorted(walk.videos_below(videos_root)):  # sorted: the same file wins every time
         by_stem.setdefault(video.stem, video)
+    others: dict[str, str] = {}  # e.g. an audio-only .m4a or a partial .part download of a listed video
+    for path, _ in sorted(walk.ignored):
+        name = os.path.basename(path)
+        others.setdefault(name.split(".", 1)[0], name)
     items: list[VideoItem] = []
     missing: list[tuple[str, str]] = []
     for line, row in enumerate(rows, start=2):
@@ -134,31 +207,34 @@ def _from_kinetics_csv(
             continue
         video = by_stem.get(name) or by_stem.get(row["youtube_id"])
         if video is None:
-            missing.append((str(videos_root.absolute() / f"{name}.mp4"), "file not found"))
+            other = others.get(name) or others.get(row["youtube_id"])
+            reason = f"file not found (only {other}: {NOT_A_VIDEO})" if other else "file not found"
+            missing.append((str(videos_root.absolute() / f"{name}.mp4"), reason))
             continue
         items.append(VideoItem(os.path.abspath(video), row.get("label") or None, _split_name(row.get("split", ""))))
     return items, missing
 
 
-def find_videos(
+def list_source(
     src: str | os.PathLike,
     videos_root: str | os.PathLike | None = None,
     splits: tuple[str, ...] = DEFAULT_SPLITS,
-) -> tuple[list[VideoItem], list[tuple[str, str]]]:
-    """Find the videos of ``src`` (a folder or a CSV, see the module docstring).
+) -> SourceListing:
+    """Find the videos of ``src`` (a folder or a CSV, see the module docstring), and what is not taken.
 
-    Returns ``(items, missing)``: the videos sorted by (split, label, path), and the (path, reason)
-    pairs of listed files that could not be found, sorted. ``splits`` are the folder names recognised
-    as split folders; ``videos_root`` is only used with a Kinetics annotation CSV.
+    ``splits`` are the folder names recognised as split folders; ``videos_root`` is only used with a
+    Kinetics annotation CSV. ``ignored`` and ``hidden`` are filled for a folder source; a CSV names its
+    files, so other files beside them are not the data set's.
     Raises UserError when ``src`` does not exist or is not a folder or CSV of a known layout.
     """
     src = Path(src)
     if not src.exists():
         raise UserError(f"{src}: no such file or folder")
+    walk = _Walk()
     if src.is_dir():
         if videos_root is not None:
             raise UserError(f"videos_root is only used with a Kinetics annotation CSV, but {src} is a folder")
-        items, missing = _from_folder(src, tuple(splits)), []
+        items, missing = _from_folder(src, tuple(splits), walk), []
     elif src.suffix.lower() == ".csv":
         header, rows = _read_csv(src)
         if {"path", "label"} <= set(header):
@@ -174,7 +250,23 @@ def find_videos(
         raise UserError(f"{src}: expected a folder of videos or a .csv file")
     # A file listed twice (e.g. the same clip in two rows) is kept once.
     unique = {item.path: item for item in items}
-    return _sorted(unique.values()), sorted(set(missing))
+    return SourceListing(_sorted(unique.values()), sorted(set(missing)), sorted(walk.ignored), walk.hidden)
+
+
+def find_videos(
+    src: str | os.PathLike,
+    videos_root: str | os.PathLike | None = None,
+    splits: tuple[str, ...] = DEFAULT_SPLITS,
+) -> tuple[list[VideoItem], list[tuple[str, str]]]:
+    """Find the videos of ``src`` (a folder or a CSV, see the module docstring).
+
+    Returns ``(items, missing)``: the videos sorted by (split, label, path), and the (path, reason)
+    pairs of listed files that could not be found, sorted. ``list_source`` also returns the files that
+    were not taken as videos. Raises UserError when ``src`` does not exist or is not a folder or CSV of
+    a known layout.
+    """
+    listing = list_source(src, videos_root, splits)
+    return listing.items, listing.missing
 
 
 def class_names(items: Iterable[VideoItem]) -> list[str]:
