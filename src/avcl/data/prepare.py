@@ -35,7 +35,9 @@ from tqdm import tqdm
 from avcl.data import cache as C
 from avcl.data.audio import MelSettings, log_mel
 from avcl.data.decode import DecodeError, iter_frames, probe, read_audio
-from avcl.data.sources import NOT_A_VIDEO, OUTSIDE_SPLITS, VIDEO_EXTENSIONS, VideoItem, class_names, is_hidden, list_source
+from avcl.data.classlists import load_class_list
+from avcl.data.sources import (NOT_A_VIDEO, OUTSIDE_SPLITS, VIDEO_EXTENSIONS, OfficialSplits, VideoItem, class_names,
+                               is_hidden, list_source)
 from avcl.errors import UserError
 
 DEFAULT_QUALITY = C.DEFAULT_QUALITY
@@ -258,12 +260,16 @@ def _results(pending: list[VideoItem], workers: int, shard_dir: Path, run_id: st
 
 def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, int] = (128, 171),
             fps: float | None = None, quality: int = DEFAULT_QUALITY, workers: int | None = None,
-            min_frames: int = 16, videos_root: str | os.PathLike | None = None, progress: bool = True) -> dict:
+            min_frames: int = 16, videos_root: str | os.PathLike | None = None, progress: bool = True,
+            classes: str | os.PathLike | None = None, official: OfficialSplits | None = None) -> dict:
     """Decode the videos of ``src`` (class folders or a CSV, see ``avcl.data.sources``) into the cache ``out``.
 
     ``size``: (height, width) of the stored frames; ``fps``: resample to this rate (None keeps the source
     frames); ``quality``: JPEG quality 1-100; ``workers``: processes (None: one per core, 0: this
-    process); ``min_frames``: shorter videos are skipped. Resumes an interrupted run on the same ``out``.
+    process); ``min_frames``: shorter videos are skipped; ``classes``: a packaged class list
+    (``kinetics_sounds_32``, ``kinetics_sounds_100``) or a list file, keeping only those classes;
+    ``official``: read ``src`` (a folder of videos) from UCF101/HMDB51 split files. Resumes an
+    interrupted run on the same ``out``.
     Returns the summary that is also written to ``out/report.json``.
     """
     started = time.perf_counter()
@@ -272,7 +278,8 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
     if min(size) < 1 or fps is not None and fps <= 0:
         raise UserError(f"--size must be positive and --fps positive, got size {size}, fps {fps}")
     workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 0)
-    listing = list_source(src, videos_root)
+    wanted = load_class_list(classes) if classes is not None else None
+    listing = list_source(src, videos_root, classes=wanted, official=official)
     items, missing, ignored = listing.items, listing.missing, listing.ignored
     if not items:
         detail = f"; {len(missing)} listed files are missing, e.g. {missing[0][0]}" if missing else ""
@@ -344,6 +351,8 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
             "hidden_ignored": listing.hidden,
             "orphan_bytes_dropped": orphan_bytes,
             "orphan_shards_trimmed": orphan_shards,
+            "classes_selected": str(classes) if classes is not None else None,
+            "per_class": listing.per_class(),
             "seconds_of_video": counts["seconds"],
             "bytes": counts["bytes"],
             "bytes_per_10s": meta["bytes_per_10s"],
@@ -397,6 +406,10 @@ def format_summary(summary: dict) -> str:
         shards = summary["orphan_shards_trimmed"]
         lines.append(f"  dropped {summary['orphan_bytes_dropped']} bytes that an interrupted run left at the end of "
                      f"{shards} shard file{'' if shards == 1 else 's'}")
+    if summary.get("classes_selected"):
+        lines.append(f"  classes of {summary['classes_selected']}: videos found / listed per split")
+        lines += [f"    {label}: " + ", ".join(f"{split} {n['found']}/{n['listed']}" for split, n in splits.items())
+                  for label, splits in summary["per_class"].items()]
     if summary["skipped"] or summary["video_only"] or summary["missing"] or ignored:
         out = Path(summary["out"])
         lines.append(f"  every file and its reason: {out / C.SKIPPED} (and {out / C.REPORT})")

@@ -21,9 +21,11 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from avcl.data.classlists import match_classes
 from avcl.errors import UserError
 
 # Containers FFmpeg reads that hold video: MP4/QuickTime, Matroska/WebM, AVI, Flash, MPEG program and
@@ -60,6 +62,18 @@ class SourceListing:
     missing: list[tuple[str, str]]  # (path, reason) of listed files that do not exist, sorted
     ignored: list[tuple[str, str]]  # (path, reason) of files in the folders that are not taken as videos
     hidden: int  # hidden files and OS junk (.DS_Store, Thumbs.db, ._*), ignored quietly
+    # Videos the source lists per (label, split), found or not: a CSV's or split files' rows; for a
+    # folder, the videos found.
+    listed: dict[tuple[str | None, str | None], int] = field(default_factory=dict)
+
+    def per_class(self) -> dict[str, dict[str, dict[str, int]]]:
+        """``{label: {split: {"listed": n, "found": m}}}`` (unlabelled and split-less as "-")."""
+        found = Counter((item.label, item.split) for item in self.items)
+        table: dict[str, dict[str, dict[str, int]]] = {}
+        for label, split in sorted(set(self.listed) | set(found), key=lambda k: (k[0] or "", k[1] or "")):
+            table.setdefault(label or "-", {})[split or "-"] = {
+                "listed": self.listed.get((label, split), found[(label, split)]), "found": found[(label, split)]}
+        return table
 
 
 def is_hidden(name: str) -> bool:
@@ -219,24 +233,40 @@ def list_source(
     src: str | os.PathLike,
     videos_root: str | os.PathLike | None = None,
     splits: tuple[str, ...] = DEFAULT_SPLITS,
+    classes: list[str] | None = None,
+    official: OfficialSplits | None = None,
 ) -> SourceListing:
     """Find the videos of ``src`` (a folder or a CSV, see the module docstring), and what is not taken.
 
     ``splits`` are the folder names recognised as split folders; ``videos_root`` is only used with a
     Kinetics annotation CSV. ``ignored`` and ``hidden`` are filled for a folder source; a CSV names its
-    files, so other files beside them are not the data set's.
-    Raises UserError when ``src`` does not exist or is not a folder or CSV of a known layout.
+    files, so other files beside them are not the data set's. ``classes`` keeps only the videos of
+    those classes (matched with spaces or underscores, see ``avcl.data.classlists``); ``official``
+    reads the videos of the folder ``src`` from the UCF101 or HMDB51 split files instead of its layout.
+    Raises UserError when ``src`` does not exist or is not a folder or CSV of a known layout, or when a
+    listed class matches no label.
     """
     src = Path(src)
     if not src.exists():
         raise UserError(f"{src}: no such file or folder")
     walk = _Walk()
-    if src.is_dir():
+    listed: Counter = Counter()
+    if official is not None:
+        if not src.is_dir():
+            raise UserError(f"{src}: the {official.dataset} split files need the folder of its videos as SRC")
+        items, missing, listed = official.read(src)
+        items, missing, listed = _keep_classes(items, missing, listed, classes, str(official.lists_dir))
+    elif src.is_dir():
         if videos_root is not None:
             raise UserError(f"videos_root is only used with a Kinetics annotation CSV, but {src} is a folder")
         items, missing = _from_folder(src, tuple(splits), walk), []
+        items, missing, listed = _keep_classes(items, missing, listed, classes, str(src))
     elif src.suffix.lower() == ".csv":
         header, rows = _read_csv(src)
+        if classes is not None:
+            matched = match_classes(classes, {row["label"] for row in rows if row.get("label")}, str(src))
+            rows = [row for row in rows if row.get("label") in matched]
+        listed = Counter((row.get("label") or None, _split_name(row.get("split", ""))) for row in rows)
         if {"path", "label"} <= set(header):
             items, missing = _from_path_csv(src, rows)
         elif _KINETICS_COLUMNS <= set(header):
@@ -250,7 +280,43 @@ def list_source(
         raise UserError(f"{src}: expected a folder of videos or a .csv file")
     # A file listed twice (e.g. the same clip in two rows) is kept once.
     unique = {item.path: item for item in items}
-    return SourceListing(_sorted(unique.values()), sorted(set(missing)), sorted(walk.ignored), walk.hidden)
+    return SourceListing(_sorted(unique.values()), sorted(set(missing)), sorted(walk.ignored), walk.hidden,
+                         dict(listed) or dict(Counter((i.label, i.split) for i in unique.values())))
+
+
+def _keep_classes(items: list[VideoItem], missing: list[tuple[str, str]], listed: Counter,
+                  classes: list[str] | None, source: str) -> tuple[list[VideoItem], list[tuple[str, str]], Counter]:
+    """The items, missing files (by their class folder) and listed counts of the ``classes`` only."""
+    if classes is None:
+        return items, missing, listed
+    matched = match_classes(classes, {item.label for item in items if item.label}
+                            | {label for label, _ in listed if label}, source)
+    keep_missing = [(path, why) for path, why in missing if Path(path).parent.name in matched]
+    return ([item for item in items if item.label in matched], keep_missing,
+            Counter({key: n for key, n in listed.items() if key[0] in matched}))
+
+
+@dataclass(frozen=True)
+class OfficialSplits:
+    """The split files of UCF101 (``ucfTrainTestlist``) or HMDB51 (``testTrainMulti_7030_splits``)."""
+
+    dataset: str  # "ucf101" | "hmdb51"
+    lists_dir: Path
+    split: int = 1
+    val_videos: int | None = None  # held out of the training list; None: the dataset's default (800 / 400)
+    seed: int = 0
+
+    def read(self, videos_root: Path) -> tuple[list[VideoItem], list[tuple[str, str]], Counter]:
+        from avcl.data import splits as S
+
+        readers = {"ucf101": (S.read_ucf101, S.UCF101_VAL_VIDEOS), "hmdb51": (S.read_hmdb51, S.HMDB51_VAL_VIDEOS)}
+        if self.dataset not in readers:
+            raise UserError(f"unknown split files '{self.dataset}'; choose ucf101 or hmdb51")
+        if not Path(self.lists_dir).is_dir():
+            raise UserError(f"{self.lists_dir}: no such folder of {self.dataset} split files")
+        reader, default_val = readers[self.dataset]
+        val = default_val if self.val_videos is None else self.val_videos
+        return reader(videos_root, self.lists_dir, self.split, val, self.seed)
 
 
 def find_videos(

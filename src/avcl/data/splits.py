@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import random
 import re
+from collections import Counter
 from pathlib import Path
 
 from avcl.data.sources import VideoItem
@@ -52,6 +53,15 @@ def _hold_out_validation(items: list[VideoItem], count: int, seed: int, source: 
     return items
 
 
+def _result(items: list[VideoItem], missing: list[tuple[str, str]], not_found: Counter, val_videos: int,
+            seed: int, lists_dir: Path) -> tuple[list[VideoItem], list[tuple[str, str]], Counter]:
+    """Hold out the validation split; count the listed videos per (class, split): found plus not found."""
+    if val_videos:
+        items = _hold_out_validation(items, val_videos, seed, str(lists_dir))
+    listed = Counter((item.label, item.split) for item in items) + not_found
+    return items, sorted(set(missing)), listed
+
+
 class _Resolver:
     """Finds a listed relative path below ``root``, case-insensitively when the exact name is missing."""
 
@@ -73,8 +83,9 @@ class _Resolver:
 
 def read_ucf101(
     videos_root: str | Path, lists_dir: str | Path, split: int = 1, val_videos: int = UCF101_VAL_VIDEOS, seed: int = 0
-) -> tuple[list[VideoItem], list[tuple[str, str]]]:
-    """Items of UCF101 split ``split`` (train, val held out of train, test) and the listed files not found."""
+) -> tuple[list[VideoItem], list[tuple[str, str]], Counter]:
+    """Items of UCF101 split ``split`` (train, val held out of train, test), the listed files not found,
+    and the listed videos per (class, split)."""
     _check_split(split)
     lists_dir, root = Path(lists_dir), Path(videos_root)
     classes: dict[int, str] = {}
@@ -85,6 +96,7 @@ def read_ucf101(
     find = _Resolver(root)
     items: list[VideoItem] = []
     missing: list[tuple[str, str]] = []
+    not_found: Counter = Counter()
     for kind in ("train", "test"):
         list_file = lists_dir / f"{kind}list0{split}.txt"
         for number, line in enumerate(_lines(list_file), start=1):
@@ -101,16 +113,17 @@ def read_ucf101(
             path = find(relative)
             if path is None:
                 missing.append((str(root / relative), "file not found"))
+                not_found[(label, kind)] += 1
                 continue
             items.append(VideoItem(path, label, kind))
-    items = _hold_out_validation(items, val_videos, seed, str(lists_dir)) if val_videos else items
-    return items, sorted(set(missing))
+    return _result(items, missing, not_found, val_videos, seed, lists_dir)
 
 
 def read_hmdb51(
     videos_root: str | Path, lists_dir: str | Path, split: int = 1, val_videos: int = HMDB51_VAL_VIDEOS, seed: int = 0
-) -> tuple[list[VideoItem], list[tuple[str, str]]]:
-    """Items of HMDB51 split ``split`` (ids 1 train, 2 test; 0 unused) and the listed files not found."""
+) -> tuple[list[VideoItem], list[tuple[str, str]], Counter]:
+    """Items of HMDB51 split ``split`` (ids 1 train, 2 test; 0 unused), the listed files not found, and the
+    listed videos per (class, split)."""
     _check_split(split)
     lists_dir, root = Path(lists_dir), Path(videos_root)
     files = []
@@ -123,6 +136,7 @@ def read_hmdb51(
     find = _Resolver(root)
     items: list[VideoItem] = []
     missing: list[tuple[str, str]] = []
+    not_found: Counter = Counter()
     for label, list_file in files:
         for number, line in enumerate(_lines(list_file), start=1):
             found = _HMDB_LINE.match(line)
@@ -132,10 +146,11 @@ def read_hmdb51(
             name, kind = found["name"], found["kind"]
             if kind == "0":
                 continue
+            split_name = "train" if kind == "1" else "test"
             path = find(f"{label}/{name}")
             if path is None:
                 missing.append((str(root / label / name), "file not found"))
+                not_found[(label, split_name)] += 1
                 continue
-            items.append(VideoItem(path, label, "train" if kind == "1" else "test"))
-    items = _hold_out_validation(items, val_videos, seed, str(lists_dir)) if val_videos else items
-    return items, sorted(set(missing))
+            items.append(VideoItem(path, label, split_name))
+    return _result(items, missing, not_found, val_videos, seed, lists_dir)
