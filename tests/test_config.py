@@ -67,3 +67,19 @@ def test_a_saved_config_round_trips(tmp_path):
     cfg.save(tmp_path / "config.yaml")
     again = load_config(tmp_path / "config.yaml")
     assert again == cfg == config_from_dict(cfg.to_dict())
+
+
+def test_a_preset_over_a_checkpoint_config_sets_only_its_own_keys():
+    import argparse
+    from pathlib import Path
+
+    from avcl.cli._common import config_from_args
+
+    base = Config()
+    base.model.width, base.model.backbone, base.train.epochs = 0.25, "r21d", 7
+    preset = Path(__file__).resolve().parents[1] / "configs" / "finetune_ucf101.yaml"
+    args = argparse.Namespace(config=str(preset), overrides=["eval.epochs=3"], data="data/ucf", out=None)
+    cfg = config_from_args(args, base=base.to_dict())
+    assert (cfg.model.width, cfg.model.backbone, cfg.train.epochs) == (0.25, "r21d", 7)  # the checkpoint's
+    assert (cfg.eval.weight_decay, cfg.eval.modality, cfg.eval.epochs) == (0.0005, "video", 3)
+    assert cfg.data.root == "data/ucf"

@@ -251,17 +251,22 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def read_preset(path: str | Path) -> dict:
+    """The sections and keys a YAML preset sets (and only those)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    tree = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    return tree
+
+
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
     """Defaults, then the YAML preset at ``path``, then ``key=value`` overrides, in that order."""
     cfg = Config()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        tree = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(tree, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections")
-        apply_dict(cfg, tree, str(path))
+        apply_dict(cfg, read_preset(path), str(path))
     for text in overrides:
         key, value = parse_override(text)
         set_key(cfg, key, value, "command-line overrides")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from avcl.config import Config, apply_dict, load_config, parse_override, set_key, validate
+from avcl.config import Config, apply_dict, load_config, parse_override, read_preset, set_key, validate
 
 
 def add_config_options(parser: argparse.ArgumentParser, out_help: str = "run folder (train.out)") -> None:
@@ -15,13 +15,14 @@ def add_config_options(parser: argparse.ArgumentParser, out_help: str = "run fol
 
 
 def config_from_args(args: argparse.Namespace, base: dict | None = None) -> Config:
-    """Defaults (or ``base``, a config saved in a checkpoint), then --config, then overrides, then --data/--out."""
+    """Defaults (or ``base``, a config saved in a checkpoint, then the keys --config sets), then overrides,
+    then --data/--out."""
     if base is None:
         cfg = load_config(args.config, args.overrides)
     else:
         cfg = apply_dict(Config(), base, "checkpoint config")
-        if args.config:
-            cfg = apply_dict(cfg, load_config(args.config).to_dict(), args.config)
+        if args.config:  # the keys the preset sets, over the checkpoint's (a fine-tuning preset sets eval.*)
+            cfg = apply_dict(cfg, read_preset(args.config), args.config)
         for text in args.overrides:
             key, value = parse_override(text)
             set_key(cfg, key, value)
