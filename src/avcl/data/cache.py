@@ -471,6 +471,15 @@ class PreparedCache:
         return np.frombuffer(self._shards.view(int(e.shard[i]), start, start + 16 * n_mels), dtype="<f8").reshape(2, n_mels)
 
 
+def band_statistics(total: np.ndarray, count: int, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and std (floored at ``STD_FLOOR``) from ``total = [sum, sum of squares]`` over ``count``
+    spectrogram frames; zeros and ones when there are none."""
+    if not count:
+        return np.zeros(n_mels), np.ones(n_mels)
+    mean = total[0] / count
+    return mean, np.maximum(np.sqrt(np.maximum(total[1] / count - mean**2, 0.0)), STD_FLOOR)
+
+
 def write_meta(root: Path, settings: dict, classes: list[str], skipped: int) -> dict:
     """Finish a cache: compute the audio statistics and counts from the index, write ``meta.json``.
 
@@ -492,9 +501,7 @@ def write_meta(root: Path, settings: dict, classes: list[str], skipped: int) -> 
     for i in np.flatnonzero(use):
         start = int(entries.stats_offset[i])
         total += np.frombuffer(shards.view(int(entries.shard[i]), start, start + 16 * n_mels), dtype="<f8").reshape(2, n_mels)
-    count = int(entries.mel_frames[use].sum())
-    mean = total[0] / max(count, 1)
-    std = np.maximum(np.sqrt(np.maximum(total[1] / max(count, 1) - mean**2, 0.0)), STD_FLOOR) if count else np.ones(n_mels)
+    mean, std = band_statistics(total, int(entries.mel_frames[use].sum()), n_mels)
     seconds = float(entries.duration.sum())
     size = int(entries.size.sum())
     meta = {

@@ -18,7 +18,8 @@ from torch import Tensor, nn
 def grad_cam(
     model: Callable[[Tensor], Tensor], layer: nn.Module, inputs: Tensor, target: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Maps ``(B, T, H, W)`` in [0, 1] for ``inputs (B, C, T, H, W)``, and the classes they explain.
+    """Maps ``(B, T, H, W)`` in [0, 1] for ``inputs (B, C, T, H, W)`` (``(B, 1, F, Ta)`` for a spectrogram
+    batch ``(B, 1, F, Ta)``, its time steps averaged), and the classes they explain.
 
     ``model(inputs)`` returns ``(B, classes)`` scores and runs ``layer`` on the way; ``target`` holds
     one class per input (default: the predicted class).
@@ -44,7 +45,10 @@ def grad_cam(
     maps, grads = captured["maps"].detach(), captured["maps"].grad
     weights = grads.mean(dim=(3, 4), keepdim=True)  # (B, C, T', 1, 1): one weight per channel and time step
     cam = F.relu((weights * maps).sum(dim=1, keepdim=True))  # (B, 1, T', H', W')
-    cam = F.interpolate(cam, size=inputs.shape[2:], mode="trilinear", align_corners=False)[:, 0]
+    if inputs.dim() == 4:  # a spectrogram (B, 1, F, Ta) seen as a clip: one map over (F, Ta)
+        cam = F.interpolate(cam.mean(dim=2), size=inputs.shape[2:], mode="bilinear", align_corners=False)
+    else:
+        cam = F.interpolate(cam, size=inputs.shape[2:], mode="trilinear", align_corners=False)[:, 0]
     low = cam.flatten(1).min(dim=1).values.view(-1, 1, 1, 1)
     high = cam.flatten(1).max(dim=1).values.view(-1, 1, 1, 1)
     return (cam - low) / (high - low).clamp_min(1e-12), target.detach()

@@ -92,3 +92,55 @@ def plot_bars(names: Sequence[str], means: Sequence[float], stds: Sequence[float
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _figure(width: float, height: float):
+    """A figure drawn on the Agg canvas directly: nothing touches pyplot's state or the backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_embedding(points: np.ndarray, labels: Sequence[int], classes: Sequence[str], path: str | Path,
+                   title: str = "") -> Path:
+    """A 2-D embedding (e.g. t-SNE), one colour per class, with a legend."""
+    fig = _figure(7, 6)
+    ax = fig.add_subplot()
+    labels = np.asarray(labels)
+    cmap = matplotlib.colormaps["tab20" if len(classes) > 10 else "tab10"]
+    for i, name in enumerate(classes):
+        mask = labels == i
+        if mask.any():
+            ax.scatter(points[mask, 0], points[mask, 1], s=12, color=cmap(i % cmap.N), label=name, alpha=0.8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+    if len(classes) <= 40:
+        ax.legend(fontsize=6, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_image_rows(rows: Sequence[Sequence[np.ndarray]], captions: Sequence[Sequence[str]], path: str | Path,
+                    title: str = "", cell: float = 1.6) -> Path:
+    """A grid of RGB images (uint8 HxWx3, or 2-D maps drawn with a colour map), one caption each."""
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig = _figure(cell * n_cols, cell * n_rows + (0.4 if title else 0))
+    for r, (images, texts) in enumerate(zip(rows, captions)):
+        for c, (image, text) in enumerate(zip(images, texts)):
+            ax = fig.add_subplot(n_rows, n_cols, r * n_cols + c + 1)
+            ax.imshow(image, cmap="magma" if np.ndim(image) == 2 else None, aspect="auto",
+                      origin="lower" if np.ndim(image) == 2 else "upper")  # spectrograms: low bands at the bottom
+            ax.set_title(text, fontsize=6)
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    return path

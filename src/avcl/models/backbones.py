@@ -109,6 +109,12 @@ class Backbone(nn.Module):
             out["pool"] = x.mean(dim=(2, 3, 4))
         return out
 
+    def stage(self, name: str) -> nn.Module:
+        """The module whose output is the feature map ``name`` (``conv3``, ``conv4``, ``conv5``)."""
+        if name not in self._stage_of or name == "pool":
+            raise ValueError(f"no feature map '{name}'; choose one of {', '.join(n for n in self._stage_of if n != 'pool')}")
+        return getattr(self, self._stage_of[name])
+
     def _init_weights(self) -> None:
         # torchvision's VideoResNet initialisation, for every backbone
         for m in self.modules():
@@ -223,6 +229,10 @@ class AudioEncoder(nn.Module):
         self.in_channels = in_channels
         self.out_dim = backbone.out_dim
         self.layer_dims = backbone.layer_dims
+
+    def stage(self, name: str) -> nn.Module:
+        """The backbone module whose output is the feature map ``name`` (see ``Backbone.stage``)."""
+        return self.backbone.stage(name)
 
     def to_clip(self, spec: Tensor) -> Tensor:
         """``(B, 1, F, Ta)`` -> ``(B, in_channels, T, F, Ta)`` with T=1 (16 when tiling)."""
