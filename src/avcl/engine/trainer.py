@@ -279,10 +279,13 @@ class Trainer:
         change the model, the data or the run's randomness refuse to resume; the training length, the
         optimiser's hyper-parameters and where/how the run works may change, and the new value wins.
         """
+        explicit = path is not None
         path = Path(path) if path else self.out / "last.pt"
         if path.is_dir():
             path = path / "last.pt"
         if not path.exists():
+            if explicit:
+                raise UserError(f"{path}: no checkpoint there to resume from")
             return False
         ckpt = load_checkpoint(path, map_location=self.device)
         if ckpt.get("kind") != self.kind:
