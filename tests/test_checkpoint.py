@@ -1,4 +1,4 @@
-"""Checkpoints are written atomically and loaded with weights_only=True."""
+"""Checkpoints are written atomically, carry a sha256 checked on every load, and load with weights_only=True."""
 import argparse
 import collections
 import os
