@@ -10,17 +10,20 @@ A checkpoint is a plain dict of tensors, numbers, strings and nested dicts/lists
 
 PyTorch does not check the CRCs of its zip archive, so a file damaged after it was written (flipped
 bytes, a bad disk, a partial copy) would otherwise load and silently train on wrong weights. Every load
-reads the whole file, checks the trailer and the hash, and only then unpickles the verified bytes with
-``torch.load(..., weights_only=True)``, which never executes code from the file. A damaged or truncated
-file is refused with a :class:`UserError` that names it and the newest intact ``epoch-*.pt`` beside it.
+checks the trailer and the hash of the open file (read through ``mmap``, no copy), and only then
+unpickles the same open file with ``torch.load(..., weights_only=True)``, which never executes code
+from the file. A damaged or truncated file is refused with a :class:`UserError` that names it and the
+newest intact ``epoch-*.pt`` beside it.
 
 Files without the trailer (written by other programs, or by avcl before checkpoints carried a hash)
 are refused: their content cannot be verified.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import mmap
 import os
 import pickle
 import re
@@ -45,17 +48,18 @@ class CheckpointError(UserError):
 # ------------------------------------------------------------------------------------------- writing
 
 
-def encode_checkpoint(state: dict[str, Any]) -> bytes:
-    """The bytes of a checkpoint file: ``torch.save(state)`` followed by the trailer with its sha256."""
+def encode_checkpoint(state: dict[str, Any]) -> memoryview:
+    """The bytes of a checkpoint file (a view, not a copy): ``torch.save(state)``, then the trailer with
+    its sha256. Serialised and hashed once, they can be written to several files."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     with buffer.getbuffer() as payload:  # no copy; released before the buffer grows
         length, digest = len(payload), hashlib.sha256(payload).digest()
     buffer.write(_TRAILER.pack(MAGIC, length, digest))
-    return buffer.getvalue()
+    return buffer.getbuffer()
 
 
-def write_checkpoint(data: bytes, path: str | Path) -> Path:
+def write_checkpoint(data: bytes | memoryview, path: str | Path) -> Path:
     """Write encoded checkpoint bytes to ``path`` atomically: a temporary file in the same folder, fsync,
     rename, fsync of the folder. A run killed while saving leaves the previous file intact, never a torn one."""
     path = Path(path)
@@ -86,21 +90,32 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 # ------------------------------------------------------------------------------------------- reading
 
 
-def _payload(data: bytes) -> tuple[memoryview | None, str]:
-    """The verified payload of a file's bytes, or None and why it is not intact."""
+def _check(data) -> tuple[bool, str]:
+    """Whether a file's bytes (``bytes`` or an ``mmap``) are an intact checkpoint, and if not, why
+    (an empty reason: no trailer, the file is not a damaged avcl checkpoint but something else)."""
     if len(data) >= TRAILER_BYTES:
         magic, length, digest = _TRAILER.unpack_from(data, len(data) - TRAILER_BYTES)
         if magic == MAGIC:
             if length != len(data) - TRAILER_BYTES:
-                return None, (f"{len(data)} bytes where its trailer records {length + TRAILER_BYTES}: "
-                              f"truncated or extended after it was written")
-            payload = memoryview(data)[:length]
-            if hashlib.sha256(payload).digest() != digest:
-                return None, "its content does not match the sha256 stored in it: damaged after it was written"
-            return payload, ""
+                return False, (f"{len(data)} bytes where its trailer records {length + TRAILER_BYTES}: "
+                               f"truncated or extended after it was written")
+            with memoryview(data) as view, view[:length] as payload:  # no copy of the payload
+                if hashlib.sha256(payload).digest() != digest:
+                    return False, "its content does not match the sha256 stored in it: damaged after it was written"
+            return True, ""
     if data[:4] == b"PK\x03\x04" and not _complete_zip(data):
-        return None, f"truncated: {len(data)} bytes, its end (zip directory and sha256 trailer) is missing"
-    return None, ""
+        return False, f"truncated: {len(data)} bytes, its end (zip directory and sha256 trailer) is missing"
+    return False, ""
+
+
+@contextlib.contextmanager
+def _mapped(fh):
+    """The bytes of an open file as a read-only mmap (``b""`` for an empty file)."""
+    if os.fstat(fh.fileno()).st_size == 0:
+        yield b""
+        return
+    with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        yield mm
 
 
 def _complete_zip(data: bytes) -> bool:
@@ -111,10 +126,10 @@ def _complete_zip(data: bytes) -> bool:
 def is_intact(path: str | Path) -> bool:
     """True when ``path`` is an avcl checkpoint whose content matches its stored sha256."""
     try:
-        data = Path(path).read_bytes()
-    except OSError:
+        with open(path, "rb") as fh, _mapped(fh) as data:
+            return _check(data)[0]
+    except (OSError, ValueError):
         return False
-    return _payload(data)[0] is not None
 
 
 def newest_intact(folder: Path, exclude: Path | None = None) -> Path | None:
@@ -168,29 +183,36 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     path = _resolve(path)
     try:
-        data = path.read_bytes()
+        fh = open(path, "rb")
     except OSError as exc:
         raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
-    payload, why = _payload(data)
-    if payload is None:
-        if why:
-            raise _damaged(path, why)
-        if _complete_zip(data):  # a whole PyTorch file, but without avcl's trailer
-            try:
-                torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-            except pickle.UnpicklingError as exc:
-                raise _pickled_code(path, exc) from None
-            except Exception:
-                pass
+    # One open file for the check and the load: a checkpoint replaced meanwhile (by a run still writing
+    # to this folder) cannot swap unverified bytes in. The hash reads the file through mmap, without a copy.
+    with fh:
+        with _mapped(fh) as data:
+            intact, why = _check(data)
+            complete_zip = _complete_zip(data)
+        fh.seek(0)
+        if not intact:
+            if why:
+                raise _damaged(path, why)
+            if complete_zip:  # a whole PyTorch file, but without avcl's trailer
+                try:
+                    torch.load(fh, map_location="cpu", weights_only=True)
+                except pickle.UnpicklingError as exc:
+                    raise _pickled_code(path, exc) from None
+                except Exception:
+                    pass
+                raise CheckpointError(
+                    f"{path}: a PyTorch file without avcl's sha256 trailer (written by another program, or by avcl "
+                    f"before checkpoints carried one), refused because its content cannot be verified"
+                )
+            raise CheckpointError(f"{path}: not an avcl checkpoint (not a PyTorch file)")
+        try:  # torch.load reads the zip from its end directory and ignores the trailer after it
+            return torch.load(fh, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise _pickled_code(path, exc) from None
+        except Exception as exc:  # intact bytes that still do not load: say which file and why
             raise CheckpointError(
-                f"{path}: a PyTorch file without avcl's sha256 trailer (written by another program, or by avcl "
-                f"before checkpoints carried one), refused because its content cannot be verified"
-            )
-        raise CheckpointError(f"{path}: not an avcl checkpoint (not a PyTorch file)")
-    payload.release()
-    try:  # torch.load reads the zip from its end directory and ignores the trailer after it
-        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise _pickled_code(path, exc) from None
-    except Exception as exc:  # intact bytes that still do not load: say which file and why
-        raise CheckpointError(f"{path}: cannot be read as an avcl checkpoint ({exc.__class__.__name__}: {exc})") from exc
+                f"{path}: cannot be read as an avcl checkpoint ({exc.__class__.__name__}: {exc})"
+            ) from exc
