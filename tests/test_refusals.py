@@ -68,6 +68,9 @@ def test_resume_says_what_differs_and_which_value_wins(pretrained, tiny_cache, t
     run = tmp_path / "run"
     shutil.copytree(pretrained, run)
     common = ("pretrain", "--data", str(tiny_cache), "--out", str(run), "--resume", *TINY)
+    missing = _one_line_error(run_cli("pretrain", "--data", str(tiny_cache), "--out", str(run), "--resume",
+                                      str(run / "epoch-0009.pt"), *TINY, check=False))
+    assert f"{run / 'epoch-0009.pt'}: no checkpoint there to resume from" in missing
     stderr = _one_line_error(run_cli(*common, "train.epochs=3", "model.width=0.25", "train.seed=4", check=False))
     assert "differs from the checkpoint's in model.width: 0.125 -> 0.25, train.seed: 0 -> 4" in stderr
     assert "train.epochs" not in stderr  # a key that may change is not what refuses

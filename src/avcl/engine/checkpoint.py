@@ -205,7 +205,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                     pass
                 raise CheckpointError(
                     f"{path}: a PyTorch file without avcl's sha256 trailer (written by another program, or by avcl "
-                    f"before checkpoints carried one), refused because its content cannot be verified"
+                    f"before checkpoints carried one), refused because its content cannot be verified; to adopt a "
+                    f"file you trust: avcl.engine.checkpoint.save_checkpoint(torch.load(path, weights_only=True), path)"
                 )
             raise CheckpointError(f"{path}: not an avcl checkpoint (not a PyTorch file)")
         try:  # torch.load reads the zip from its end directory and ignores the trailer after it
