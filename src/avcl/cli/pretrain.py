@@ -1,6 +1,8 @@
 """``avcl pretrain``: train a method on a prepared cache (one process, or many under torchrun)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from avcl.cli._common import add_config_options, config_from_args
 
 
@@ -20,6 +22,10 @@ def register(sub) -> None:
 def run(args) -> int:
     from avcl.engine.pretrain import pretrain
 
+    if isinstance(args.resume, str) and "=" in args.resume and not Path(args.resume).exists():
+        # `--resume train.epochs=5`: argparse took the override for the optional CHECKPOINT
+        args.overrides = [args.resume, *args.overrides]
+        args.resume = True
     cfg = config_from_args(args)
     from avcl import distributed as dist
 

@@ -402,6 +402,34 @@ class PreparedCache:
     def shard_names(self) -> list[str]:
         return self._shards.names
 
+    def check_shards(self, rows: np.ndarray | None = None) -> None:
+        """Raise :class:`CacheError` naming the first shard that ``rows`` (default: every row) need and that
+        is missing or shorter than the index's offsets say. A stat per shard: cheap enough for every run,
+        and it turns what would otherwise fail inside a DataLoader worker into one clear line up front."""
+        e = self.entries
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0:
+            return
+        ends = np.zeros(len(self.shard_names), dtype=np.int64)
+        np.maximum.at(ends, e.shard[rows], e.offset[rows] + e.size[rows])
+        used = np.zeros(len(self.shard_names), dtype=bool)
+        used[e.shard[rows]] = True
+        for shard in np.flatnonzero(used):
+            path = self.root / SHARDS / self.shard_names[shard]
+            try:
+                size = path.stat().st_size
+            except OSError as error:
+                videos = int(np.sum(e.shard[rows] == shard))
+                raise CacheError(
+                    f"{path}: missing or unreadable ({error.strerror or error}) but the index refers to it "
+                    f"({videos} videos); the cache is incomplete, prepare it into a new folder"
+                ) from None
+            if size < ends[shard]:
+                raise CacheError(
+                    f"{path}: holds {size} bytes but the index refers to byte {int(ends[shard])}; "
+                    f"the shard was truncated or replaced, prepare the cache into a new folder"
+                )
+
     def splits(self) -> list[str]:
         return sorted({s for s in self.entries.split if s is not None})
 

@@ -164,6 +164,7 @@ class PreparedDataset(_ClipDataset):
             rows = rows[cache.entries.has_audio[rows]]
         self.rows = rows
         self.split = split
+        cache.check_shards(rows)  # a missing or cut shard: one clear error now, not a traceback from a worker
         height, width = cache.frame_size
         if data_cfg.crop_size > min(height, width):
             raise UserError(

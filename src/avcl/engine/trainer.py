@@ -25,7 +25,7 @@ from tqdm import tqdm
 from avcl import distributed as dist
 from avcl.config import Config
 from avcl.data.transforms import to_model_input
-from avcl.engine.checkpoint import load_checkpoint, save_checkpoint
+from avcl.engine.checkpoint import encode_checkpoint, load_checkpoint, write_checkpoint
 from avcl.engine.logger import RunLogger, read_log
 from avcl.errors import UserError
 
@@ -117,6 +117,55 @@ def optimisation_step(model: nn.Module, method: nn.Module, optimizer: torch.opti
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return out
+
+
+# -- resuming with a changed configuration --------------------------------------------------------
+# Keys whose new value wins on --resume. Everything else (model.*, method.*, what a sample is, the batch
+# size, the seed, the optimiser's kind) refuses to resume: the checkpoint's weights, optimiser state and
+# data order would not mean what the new configuration says.
+RESUME_LENGTH_KEYS = {"train.epochs", "eval.epochs", "train.max_steps_per_epoch"}  # the schedule spans the new length
+RESUME_OPTIM_KEYS = {  # applied to the optimiser from the next step; momentum buffers are kept
+    "optim.lr", "optim.momentum", "optim.weight_decay", "optim.schedule", "optim.warmup_epochs",
+    "optim.step_epochs", "optim.step_gamma", "optim.lr_scaling", "optim.base_batch",
+    "eval.lr", "eval.momentum", "eval.weight_decay", "eval.schedule", "train.grad_clip", "train.amp",
+}
+RESUME_FREE_KEYS = {  # where and how the run works, not what it computes
+    "train.out", "data.root", "data.num_workers", "data.pin_memory", "data.persistent_workers",
+    "data.prefetch_factor", "data.normalize_on_device", "data.test_clips", "data.val_split", "data.test_split",
+    "train.device", "train.compile", "train.channels_last", "train.log_every", "train.keep_checkpoints",
+    "train.tensorboard", "train.progress", "eval.linear_lr", "eval.linear_weight_decay", "eval.linear_epochs",
+    "eval.topk",
+}
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def resume_differences(saved: dict, new: dict, kind: str) -> tuple[dict, dict]:
+    """``(changed, refused)``: the keys whose value differs between a checkpoint's configuration and this
+    run's, as ``{key: (checkpoint value, new value)}``; ``changed`` may change on resume (the new value wins),
+    ``refused`` may not. Keys the kind of run never reads (``eval.*`` when pretraining, ``optim.*`` and
+    ``train.epochs`` when fine-tuning) may always change."""
+    saved, new = _flatten(saved), _flatten(new)
+    unused = ("eval.",) if kind == "pretrain" else ("optim.", "train.epochs") if kind == "finetune" else ()
+    changed, refused = {}, {}
+    for key in sorted(set(saved) | set(new)):
+        if key not in saved or key not in new or saved[key] == new[key]:
+            continue  # a key added to the configuration since the checkpoint was written takes its default
+        allowed = key in RESUME_LENGTH_KEYS | RESUME_OPTIM_KEYS | RESUME_FREE_KEYS or key.startswith(unused)
+        (changed if allowed else refused)[key] = (saved[key], new[key])
+    return changed, refused
+
+
+def _describe(diffs: dict) -> str:
+    return ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in diffs.items())
 
 
 # -- the loop ------------------------------------------------------------------------------------
@@ -213,32 +262,64 @@ class Trainer:
     def save(self, improved: bool) -> None:
         if not self.is_main:
             return
-        state = self.checkpoint_state()
-        save_checkpoint(state, self.out / f"epoch-{self.state.epoch:04d}.pt")
-        save_checkpoint(state, self.out / "last.pt")
+        data = encode_checkpoint(self.checkpoint_state())  # serialised and hashed once, written up to three times
+        write_checkpoint(data, self.out / f"epoch-{self.state.epoch:04d}.pt")
+        write_checkpoint(data, self.out / "last.pt")
         if improved:
-            save_checkpoint(state, self.out / "best.pt")
+            write_checkpoint(data, self.out / "best.pt")
         kept = sorted(self.out.glob("epoch-*.pt"))
         for old in kept[: max(0, len(kept) - self.cfg.train.keep_checkpoints)]:
             old.unlink(missing_ok=True)
 
     def resume(self, path: str | Path | None = None) -> bool:
-        """Restore from ``path`` (default ``out/last.pt``); returns False when there is nothing to resume."""
+        """Restore from ``path`` (default ``out/last.pt``; a folder means its ``last.pt``); returns False when
+        there is nothing to resume.
+
+        The checkpoint's configuration is compared with this run's (:func:`resume_differences`): keys that
+        change the model, the data or the run's randomness refuse to resume; the training length, the
+        optimiser's hyper-parameters and where/how the run works may change, and the new value wins.
+        """
+        explicit = path is not None
         path = Path(path) if path else self.out / "last.pt"
+        if path.is_dir():
+            path = path / "last.pt"
         if not path.exists():
+            if explicit:
+                raise UserError(f"{path}: no checkpoint there to resume from")
             return False
         ckpt = load_checkpoint(path, map_location=self.device)
         if ckpt.get("kind") != self.kind:
             raise UserError(f"{path}: is a '{ckpt.get('kind')}' checkpoint, not '{self.kind}'")
+        changed, refused = resume_differences(ckpt.get("config", {}), self.cfg.to_dict(), self.kind)
+        if refused:
+            raise UserError(
+                f"{path}: cannot resume with a configuration that differs from the checkpoint's in "
+                f"{_describe(refused)}: these change the model, the data or the run's randomness; resume with the "
+                f"checkpoint's values (drop those overrides) or start a new run in another --out"
+            )
+        # The optimiser's hyper-parameters and the schedule's base rates come from this run's configuration
+        # (identical to the checkpoint's unless changed); its momentum buffers and step count from the file.
+        fresh_groups = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        fresh_base = list(getattr(self.scheduler, "base_lrs", []))
         self.method.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        lambdas = getattr(self.scheduler, "lr_lambdas", None)
+        if fresh_base and lambdas:  # a make_schedule (LambdaLR) schedule: recompute this step's rate
+            for group, fresh in zip(self.optimizer.param_groups, fresh_groups):
+                group.update(fresh)
+            self.scheduler.base_lrs = fresh_base
+            for group, base, factor in zip(self.optimizer.param_groups, fresh_base, lambdas):
+                group["lr"] = base * factor(self.scheduler.last_epoch)
+            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
         self.state = TrainState(ckpt["epoch"], ckpt["step"], ckpt["best_metric"], list(ckpt["history"]))
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         if "cuda" in ckpt["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng"]["cuda"]])
         if self.is_main:
             print(f"resuming from {path}: {self.state.epoch} of {self.epochs} epochs done, step {self.state.step}")
+            if changed:
+                print(f"configuration changed since the checkpoint, the new values win: {_describe(changed)}")
         return True
 
     # -- training ---------------------------------------------------------------------------------
