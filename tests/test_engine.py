@@ -100,3 +100,9 @@ def test_too_few_videos_for_one_batch_is_a_clear_error(tiny_cache, tmp_path):
 def test_a_missing_cache_is_a_clear_error(tmp_path):
     proc = run_cli("pretrain", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run"), check=False)
     assert proc.returncode == 2 and "avcl prepare" in proc.stderr
+
+
+def test_mixed_precision_on_the_cpu_is_refused_before_training(tiny_cache, tmp_path):
+    proc = run_cli("pretrain", "--data", str(tiny_cache), "--out", str(tmp_path), *TINY, "train.amp=bf16", check=False)
+    assert proc.returncode == 2 and "train.amp=bf16 needs a CUDA device" in proc.stderr
+    assert not (tmp_path / "log.jsonl").exists()

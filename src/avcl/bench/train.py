@@ -40,7 +40,7 @@ from avcl.data.cache import PreparedCache
 from avcl.data.datasets import PreparedDataset
 from avcl.data.transforms import to_model_input
 from avcl.engine.setup import place_method, split_loader
-from avcl.engine.trainer import make_optimizer, optimisation_step, resolve_device, seed_everything
+from avcl.engine.trainer import check_amp, make_optimizer, optimisation_step, resolve_device, seed_everything
 from avcl.errors import UserError
 from avcl.methods import build_method
 from avcl.methods.base import count_parameters
@@ -177,7 +177,9 @@ def run_train_bench(cache: str | os.PathLike, *, out: str | os.PathLike | None =
     if split is not None and len(cache.indices(split)) < batch_size:
         split = None
     # train.device (auto, or set by the preset or an override) picks the device, which picks the preset
-    device = resolve_device(load_config(config, overrides).train.device)
+    base = load_config(config, overrides)
+    device = resolve_device(base.train.device)
+    check_amp(device, base.train.amp)  # bf16 and fp16 are for CUDA only
     default_steps, default_warmup = DEFAULT_STEPS["cuda" if device.type == "cuda" else "cpu"]
     steps = default_steps if steps is None else steps
     warmup = default_warmup if warmup is None else warmup

@@ -51,12 +51,34 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA by default; full precision on the CPU (``train.amp=auto``)."""
+def check_amp(device: torch.device, amp: str) -> None:
+    """Mixed precision (``train.amp=bf16|fp16``) runs on CUDA only: refused elsewhere with a clear error.
+
+    oneDNN's reduced-precision 3D convolutions are wrong on some CPUs (torch 2.14 on AVX-512 bf16: the
+    weight gradient of a 3x3x3 convolution over two frames is garbage, up to inf, and the audio stem's
+    forward is wrong in channels_last_3d), so a CPU run would stop at its first step with a
+    non-finite loss or, worse, train on wrong gradients. ``train.amp=auto`` is fp32 on the CPU.
+    """
+    if amp in ("bf16", "fp16") and device.type != "cuda":
+        raise UserError(
+            f"train.amp={amp} needs a CUDA device, and this run is on the {device.type}: oneDNN's {amp} 3D "
+            "convolutions give wrong gradients on some CPUs. Use train.amp=auto (full precision off CUDA) or off"
+        )
+
+
+def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
+    """The autocast dtype ``train.amp`` gives on ``device``; None for full precision."""
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return contextlib.nullcontext()
-    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+        return None
+    return torch.float16 if amp == "fp16" else torch.bfloat16
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA by default; full precision on the CPU (``train.amp=auto``). ``bf16`` and
+    ``fp16`` on a device other than CUDA are refused (:func:`check_amp`)."""
+    check_amp(device, amp)
+    dtype = amp_dtype(device, amp)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def make_optimizer(params, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
