@@ -1,0 +1,150 @@
+"""The guarded optimisation step: a non-finite loss or gradient changes nothing, without a host sync.
+
+SGD's weight decay and momentum move the weights even when the gradients are zero, so the guard
+restores parameters, buffers and optimiser state from a snapshot on the device; these tests compare
+everything bit for bit with the state before the step.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from avcl.config import Config
+from avcl.engine.logger import RunLogger, read_log
+from avcl.engine.trainer import StepGuard, make_optimizer, optimisation_step
+
+CPU = torch.device("cpu")
+
+
+class _InfiniteGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * math.inf
+
+
+class Tiny(nn.Module):
+    """A linear layer, BatchNorm (running statistics) and an EMA buffer updated in ``on_step_end``."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+        self.register_buffer("ema", torch.zeros(3, 6))
+        self.poison = None  # "loss" | "grad" | None
+
+    def forward(self, batch):
+        h = self.net[0](batch["x"])
+        if self.poison == "grad":  # a finite loss with infinite gradients (as an fp16 overflow would give)
+            h = _InfiniteGradient.apply(h)
+        y = self.net[3](self.net[2](self.net[1](h)))
+        loss = (y - batch["y"]).pow(2).mean()
+        if self.poison == "loss":
+            loss = loss * math.inf
+        return {"loss": loss, "mse": loss.detach()}
+
+    def on_step_end(self):
+        with torch.no_grad():
+            self.ema.mul_(0.9).add_(self.net[3].weight.detach()[:, :3].repeat(1, 2), alpha=0.1)
+
+
+def _batch(seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"x": torch.randn(5, 6, generator=g), "y": torch.randn(5, 3, generator=g)}
+
+
+def _state(model, optimizer) -> dict:
+    return copy.deepcopy({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys()
+    for i in sa:
+        for k in sa[i]:
+            assert torch.equal(torch.as_tensor(sa[i][k]), torch.as_tensor(sb[i][k])), (i, k)
+
+
+@pytest.mark.parametrize("poison", ["loss", "grad"])
+@pytest.mark.parametrize("optim", ["sgd", "adamw"])
+@pytest.mark.parametrize("clip", [0.0, 1.0])
+def test_a_non_finite_step_leaves_weights_buffers_and_optimiser_state_as_they_were(poison, optim, clip):
+    cfg = Config()
+    cfg.train.grad_clip = clip
+    model = Tiny().train()
+    optimizer = make_optimizer(model.parameters(), optim, 0.1, 0.9, 0.01)  # momentum and weight decay on
+    guard = StepGuard(model, optimizer)
+    healthy = None
+    for step in range(3):  # momentum buffers and BN statistics that a bad step could move
+        _, healthy = optimisation_step(model, model, optimizer, _batch(step), cfg, CPU, healthy, guard)
+    assert bool(healthy)
+    before = _state(model, optimizer)
+    model.poison = poison
+    _, healthy = optimisation_step(model, model, optimizer, _batch(10), cfg, CPU, healthy, guard)
+    assert healthy.dtype == torch.bool and healthy.dim() == 0 and not bool(healthy)
+    _assert_same(_state(model, optimizer), before)
+    # every later step that is passed the flag is a no-op as well, finite or not
+    model.poison = None
+    for step in range(2):
+        _, healthy = optimisation_step(model, model, optimizer, _batch(20 + step), cfg, CPU, healthy, guard)
+        assert not bool(healthy)
+    _assert_same(_state(model, optimizer), before)
+    # and with a fresh flag training goes on
+    _, healthy = optimisation_step(model, model, optimizer, _batch(30), cfg, CPU, None, guard)
+    assert bool(healthy) and not torch.equal(model.net[0].weight, before["model"]["net.0.weight"])
+
+
+def test_a_non_finite_first_step_creates_no_optimiser_state_that_moves_the_weights():
+    cfg = Config()
+    model, reference = Tiny().train(), Tiny().train()
+    optimizer = make_optimizer(model.parameters(), "sgd", 0.1, 0.9, 0.01)
+    ref_optimizer = make_optimizer(reference.parameters(), "sgd", 0.1, 0.9, 0.01)
+    model.poison = "loss"
+    before = copy.deepcopy(model.state_dict())
+    _, healthy = optimisation_step(model, model, optimizer, _batch(0), cfg, CPU)
+    assert not bool(healthy)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    # the zeroed momentum buffer it left behind acts as no buffer: the next steps match a fresh run
+    model.poison = None
+    for step in range(1, 3):
+        optimisation_step(model, model, optimizer, _batch(step), cfg, CPU)
+        optimisation_step(reference, reference, ref_optimizer, _batch(step), cfg, CPU)
+    for k, v in reference.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[k], v, rtol=0, atol=0, msg=k)
+
+
+def test_a_finite_step_is_the_plain_step_bit_for_bit():
+    cfg = Config()
+    guarded, plain = Tiny().train(), Tiny().train()
+    opt_g = make_optimizer(guarded.parameters(), "sgd", 0.1, 0.9, 0.01)
+    opt_p = make_optimizer(plain.parameters(), "sgd", 0.1, 0.9, 0.01)
+    for step in range(3):
+        optimisation_step(guarded, guarded, opt_g, _batch(step), cfg, CPU)
+        opt_p.zero_grad(set_to_none=True)
+        plain(_batch(step))["loss"].backward()
+        opt_p.step()
+        plain.on_step_end()
+    for k, v in plain.state_dict().items():
+        assert torch.equal(guarded.state_dict()[k], v), k
+
+
+def test_a_resumed_run_drops_what_the_killed_run_logged_past_its_checkpoint(tmp_path):
+    logger = RunLogger(tmp_path, tensorboard=False)
+    for step in range(1, 7):
+        logger.log("train", step, loss=float(step))
+    logger.log("epoch", 4, epoch=1)
+    with (tmp_path / "log.jsonl").open("a") as fh:
+        fh.write('{"kind": "train", "st')  # torn by the kill
+    assert logger.drop_after(4) == 3
+    assert [(r["kind"], r["step"]) for r in read_log(tmp_path / "log.jsonl")] == \
+        [("train", 1), ("train", 2), ("train", 3), ("train", 4), ("epoch", 4)]
+    assert logger.drop_after(4) == 0
