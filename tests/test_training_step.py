@@ -148,3 +148,53 @@ def test_a_resumed_run_drops_what_the_killed_run_logged_past_its_checkpoint(tmp_
     assert [(r["kind"], r["step"]) for r in read_log(tmp_path / "log.jsonl")] == \
         [("train", 1), ("train", 2), ("train", 3), ("train", 4), ("epoch", 4)]
     assert logger.drop_after(4) == 0
+
+
+def test_the_training_loop_reads_the_device_once_per_log_interval_not_per_step(tiny_cache, tmp_path, monkeypatch):
+    """Host reads of tensors (``item``, ``bool``, ``float``, ``tolist``...) and CUDA synchronisations
+    during an epoch: the same number for 2 steps as for 4 with one log line per epoch, and none from the
+    engine's step."""
+    import traceback
+
+    from avcl.engine.setup import open_cache, split_dataset, split_loader
+    from avcl.engine.trainer import Trainer, make_schedule, seed_everything
+    from avcl.methods.avcl import AVCL
+    from conftest import TINY
+
+    reads: list[tuple[str, str]] = []
+    tracking = [False]
+    for name in ("item", "__bool__", "__float__", "__int__", "__index__", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            if tracking[0]:
+                caller = traceback.extract_stack(limit=2)[0]
+                reads.append((_name, f"{caller.filename}:{caller.name}"))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: reads.append(("synchronize", "")))
+
+    def reads_in_an_epoch(steps: int) -> list[tuple[str, str]]:
+        from avcl.config import load_config
+
+        cfg = load_config(None, [*TINY, f"data.root={tiny_cache}", "train.epochs=1", "train.log_every=100",
+                                 f"train.max_steps_per_epoch={steps}"])
+        seed_everything(0)
+        loader = split_loader(cfg, split_dataset(cfg, open_cache(cfg), "train", "train"), batch_size=2,
+                              shuffle=True, device=CPU, drop_last=True)
+        method = AVCL(cfg)
+        optimizer = make_optimizer(method.parameters(), "sgd", 0.01, 0.9, 5e-4)
+        trainer = Trainer(cfg, method, loader, out=tmp_path / str(steps), epochs=1, optimizer=optimizer, device=CPU,
+                          scheduler_factory=lambda o, s: make_schedule(o, "constant", 1, s))
+        assert trainer.steps_per_epoch == steps
+        reads.clear()
+        tracking[0] = True
+        trainer.train_epoch(0)
+        tracking[0] = False
+        return list(reads)
+
+    two, four = reads_in_an_epoch(2), reads_in_an_epoch(4)
+    assert len(two) == len(four) <= 4, four
+    engine = [r for r in four if "avcl/engine" in r[1]]
+    assert engine and all(r[1].endswith(":_check_and_reduce") for r in engine), engine
