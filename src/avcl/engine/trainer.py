@@ -125,8 +125,8 @@ class StepGuard:
 
     :meth:`snapshot` (before the forward) copies what a step may change: the method's parameters and
     buffers (BatchNorm statistics, queues, momentum encoders) and the optimiser's state (momentum, Adam
-    moments), one flat copy per device and dtype. :meth:`keep_if` (after the step) writes back
-    ``where(ok, new, old)``. Zeroing the gradients would not do: SGD's weight decay and momentum move
+    moments) into buffers kept from step to step (one more copy of all of them in memory).
+    :meth:`keep_if` (after the step) writes back ``where(ok, new, old)``. Zeroing the gradients would not do: SGD's weight decay and momentum move
     the weights without any gradient. Optimiser state created by the step itself (the first step's
     momentum buffer) is zeroed instead, which SGD without dampening and Adam read as "no state".
     State on another device than the flag (AdamW's step counter on the host while training on CUDA) is
@@ -135,8 +135,9 @@ class StepGuard:
 
     def __init__(self, method: nn.Module, optimizer: torch.optim.Optimizer):
         self.method, self.optimizer = method, optimizer
-        self._saved: dict[int, torch.Tensor] = {}
-        self._groups: list[tuple[list[torch.Tensor], torch.Tensor]] = []
+        self._tracked: list[torch.Tensor] = []
+        self._copies: list[torch.Tensor] = []  # one per tracked tensor, same shape and strides, reused
+        self._state_size = 0
 
     def _tensors(self) -> list[torch.Tensor]:
         seen: dict[int, torch.Tensor] = {}
@@ -148,26 +149,29 @@ class StepGuard:
                     seen.setdefault(id(v), v)
         return list(seen.values())
 
+    def _optimizer_state_size(self) -> int:
+        return sum(len(state) for state in self.optimizer.state.values())
+
     @torch.no_grad()
     def snapshot(self) -> None:
-        groups: dict[tuple, list[torch.Tensor]] = {}
-        for t in self._tensors():
-            groups.setdefault((t.device, t.dtype), []).append(t)
-        self._groups = [(ts, torch.cat([t.reshape(-1) for t in ts])) for ts in groups.values()]
-        self._saved = {id(t): t for ts, _ in self._groups for t in ts}
+        tensors = self._tensors()
+        if len(tensors) != len(self._tracked) or any(a is not b for a, b in zip(tensors, self._tracked)):
+            self._tracked, self._copies = tensors, [torch.empty_like(t) for t in tensors]
+        for copy, t in zip(self._copies, self._tracked):  # a loop of copies beats a fused copy across strides
+            copy.copy_(t)
+        self._state_size = self._optimizer_state_size()
 
     @torch.no_grad()
     def keep_if(self, ok: torch.Tensor) -> None:
         """Keep the step where ``ok`` (a 0-dim bool tensor) is true, restore the snapshot where false."""
-        for ts, old in self._groups:
-            if old.device != ok.device:
-                continue
-            kept = torch.where(ok, torch.cat([t.reshape(-1) for t in ts]), old)
-            torch._foreach_copy_(ts, [v.view(t.shape) for v, t in zip(kept.split([t.numel() for t in ts]), ts)])
-        for t in self._tensors():  # state the step created
-            if id(t) not in self._saved and t.device == ok.device:
-                t.copy_(torch.where(ok, t, torch.zeros_like(t)))
-        self._groups, self._saved = [], {}
+        for t, copy in zip(self._tracked, self._copies):
+            if t.device == ok.device:
+                torch.where(ok, t, copy, out=t)
+        if self._optimizer_state_size() != self._state_size:  # state the step created (its first step)
+            known = {id(t) for t in self._tracked}
+            for t in self._tensors():
+                if id(t) not in known and t.device == ok.device:
+                    torch.where(ok, t, torch.zeros_like(t), out=t)
 
 
 def optimisation_step(model: nn.Module, method: nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
