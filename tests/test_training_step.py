@@ -77,12 +77,14 @@ def _assert_same(a: dict, b: dict) -> None:
 @pytest.mark.parametrize("poison", ["loss", "grad"])
 @pytest.mark.parametrize("optim", ["sgd", "adamw"])
 @pytest.mark.parametrize("clip", [0.0, 1.0])
-def test_a_non_finite_step_leaves_weights_buffers_and_optimiser_state_as_they_were(poison, optim, clip):
+@pytest.mark.parametrize("device_side", [True, False], ids=["device_side", "host_side"])
+def test_a_non_finite_step_leaves_weights_buffers_and_optimiser_state_as_they_were(poison, optim, clip, device_side):
+    # device_side: what CUDA runs (no host sync), checked here on the CPU; host_side: what the CPU runs
     cfg = Config()
     cfg.train.grad_clip = clip
     model = Tiny().train()
     optimizer = make_optimizer(model.parameters(), optim, 0.1, 0.9, 0.01)  # momentum and weight decay on
-    guard = StepGuard(model, optimizer)
+    guard = StepGuard(model, optimizer, device_side=device_side)
     healthy = None
     for step in range(3):  # momentum buffers and BN statistics that a bad step could move
         _, healthy = optimisation_step(model, model, optimizer, _batch(step), cfg, CPU, healthy, guard)
@@ -103,14 +105,16 @@ def test_a_non_finite_step_leaves_weights_buffers_and_optimiser_state_as_they_we
     assert bool(healthy) and not torch.equal(model.net[0].weight, before["model"]["net.0.weight"])
 
 
-def test_a_non_finite_first_step_creates_no_optimiser_state_that_moves_the_weights():
+@pytest.mark.parametrize("device_side", [True, False], ids=["device_side", "host_side"])
+def test_a_non_finite_first_step_creates_no_optimiser_state_that_moves_the_weights(device_side):
     cfg = Config()
     model, reference = Tiny().train(), Tiny().train()
     optimizer = make_optimizer(model.parameters(), "sgd", 0.1, 0.9, 0.01)
     ref_optimizer = make_optimizer(reference.parameters(), "sgd", 0.1, 0.9, 0.01)
     model.poison = "loss"
     before = copy.deepcopy(model.state_dict())
-    _, healthy = optimisation_step(model, model, optimizer, _batch(0), cfg, CPU)
+    _, healthy = optimisation_step(model, model, optimizer, _batch(0), cfg, CPU,
+                                   guard=StepGuard(model, optimizer, device_side=device_side))
     assert not bool(healthy)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     # the zeroed momentum buffer it left behind acts as no buffer: the next steps match a fresh run
@@ -122,13 +126,15 @@ def test_a_non_finite_first_step_creates_no_optimiser_state_that_moves_the_weigh
         torch.testing.assert_close(model.state_dict()[k], v, rtol=0, atol=0, msg=k)
 
 
-def test_a_finite_step_is_the_plain_step_bit_for_bit():
+@pytest.mark.parametrize("device_side", [True, False], ids=["device_side", "host_side"])
+def test_a_finite_step_is_the_plain_step_bit_for_bit(device_side):
     cfg = Config()
     guarded, plain = Tiny().train(), Tiny().train()
     opt_g = make_optimizer(guarded.parameters(), "sgd", 0.1, 0.9, 0.01)
     opt_p = make_optimizer(plain.parameters(), "sgd", 0.1, 0.9, 0.01)
+    guard = StepGuard(guarded, opt_g, device_side=device_side)
     for step in range(3):
-        optimisation_step(guarded, guarded, opt_g, _batch(step), cfg, CPU)
+        optimisation_step(guarded, guarded, opt_g, _batch(step), cfg, CPU, guard=guard)
         opt_p.zero_grad(set_to_none=True)
         plain(_batch(step))["loss"].backward()
         opt_p.step()
@@ -188,6 +194,7 @@ def test_the_training_loop_reads_the_device_once_per_log_interval_not_per_step(t
         trainer = Trainer(cfg, method, loader, out=tmp_path / str(steps), epochs=1, optimizer=optimizer, device=CPU,
                           scheduler_factory=lambda o, s: make_schedule(o, "constant", 1, s))
         assert trainer.steps_per_epoch == steps
+        trainer.device_side_guard = True  # as on CUDA (the CPU reads its flag each step, which costs nothing)
         reads.clear()
         tracking[0] = True
         trainer.train_epoch(0)

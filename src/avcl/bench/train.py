@@ -110,7 +110,7 @@ def bench_backbone(cfg: Config, cache: PreparedCache, split: str | None, device:
         torch.cuda.reset_peak_memory_stats(device)
     wait = compute = compute_cpu = 0.0
     losses = []
-    guard = StepGuard(method, optimizer)
+    guard = StepGuard(method, optimizer, device_side=device.type != "cpu")  # as the trainer's
     for step in range(warmup + steps):
         t0 = time.perf_counter()
         batch = to_model_input(next(batches), cfg.data, device, channels_last=cfg.train.channels_last)
