@@ -205,3 +205,17 @@ def test_the_training_loop_reads_the_device_once_per_log_interval_not_per_step(t
     assert len(two) == len(four) <= 4, four
     engine = [r for r in four if "avcl/engine" in r[1]]
     assert engine and all(r[1].endswith(":_check_and_reduce") for r in engine), engine
+
+
+@pytest.mark.parametrize("amp, named", [("bf16", True), ("auto", True), ("off", False)])
+def test_the_divergence_message_names_train_amp_when_mixed_precision_is_on(tmp_path, amp, named):
+    from avcl.engine.trainer import Trainer, TrainingDiverged, TrainState
+
+    trainer = Trainer.__new__(Trainer)  # the check alone, as on a CUDA device
+    trainer.cfg, trainer.device, trainer.out, trainer.state = Config(), torch.device("cuda"), tmp_path, TrainState(step=12)
+    trainer.cfg.train.amp = amp
+    trainer._healthy, trainer._good, trainer._window_start_step = torch.tensor(False), torch.tensor(1), 10
+    with pytest.raises(TrainingDiverged) as err:
+        trainer._check_and_reduce(torch.zeros(1), 2, ["loss"], epoch=1)
+    assert "loss is not finite at step 12 (epoch 2)" in str(err.value)
+    assert ("train.amp=" in str(err.value)) == named and ("bfloat16" in str(err.value)) == named

@@ -121,7 +121,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the method
     grad_clip: float = 0.0  # 0 disables
     max_steps_per_epoch: int = 0  # 0 = the whole epoch
-    log_every: int = 10  # steps between log lines
+    log_every: int = 10  # steps between log lines (means over the steps and ranks; the non-finite check)
     keep_checkpoints: int = 2  # most recent epoch checkpoints kept beside last.pt/best.pt
     tensorboard: bool = True
     progress: bool = True
