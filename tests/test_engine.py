@@ -55,6 +55,14 @@ def test_a_killed_and_resumed_run_ends_with_the_same_weights(tiny_cache, tmp_pat
     assert load_checkpoint(out / "last.pt")["epoch"] == 3
     for name in ("config.yaml", "log.jsonl", "loss_curves.png", "epoch-0003.pt"):
         assert (out / name).is_file(), name
+    # the steps the killed run logged after its checkpoint were dropped: every step is logged once, as
+    # in the uninterrupted run, with the same losses
+    logs = {name: read_log(tmp_path / name / "log.jsonl") for name in ("straight", "killed")}
+    steps = {name: [(r["kind"], r["step"]) for r in log] for name, log in logs.items()}
+    assert steps["killed"] == steps["straight"]
+    assert len(set(steps["killed"])) == len(steps["killed"])
+    for a, b in zip(logs["straight"], logs["killed"]):
+        assert a.get("loss") == pytest.approx(b.get("loss"), rel=1e-5, abs=1e-6), a["step"]
 
 
 class ExplodingAVCL(AVCL):
@@ -100,3 +108,9 @@ def test_too_few_videos_for_one_batch_is_a_clear_error(tiny_cache, tmp_path):
 def test_a_missing_cache_is_a_clear_error(tmp_path):
     proc = run_cli("pretrain", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run"), check=False)
     assert proc.returncode == 2 and "avcl prepare" in proc.stderr
+
+
+def test_mixed_precision_on_the_cpu_is_refused_before_training(tiny_cache, tmp_path):
+    proc = run_cli("pretrain", "--data", str(tiny_cache), "--out", str(tmp_path), *TINY, "train.amp=bf16", check=False)
+    assert proc.returncode == 2 and "train.amp=bf16 needs a CUDA device" in proc.stderr
+    assert not (tmp_path / "log.jsonl").exists()

@@ -116,12 +116,12 @@ class TrainConfig:
     batch_size: int = 16  # per process
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | off
+    amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | off; bf16 and fp16 are refused off CUDA
     channels_last: bool = False  # channels_last_3d memory format on CUDA
     compile: bool = False  # torch.compile the method
     grad_clip: float = 0.0  # 0 disables
     max_steps_per_epoch: int = 0  # 0 = the whole epoch
-    log_every: int = 10  # steps between log lines
+    log_every: int = 10  # steps between log lines (means over the steps and ranks; the non-finite check)
     keep_checkpoints: int = 2  # most recent epoch checkpoints kept beside last.pt/best.pt
     tensorboard: bool = True
     progress: bool = True
@@ -309,6 +309,10 @@ def validate(cfg: Config) -> None:
         value = get_key(cfg, key)
         if value not in choices:
             raise ConfigError(f"config key '{key}' is {value!r}; choose one of {', '.join(map(str, choices))}")
+    if cfg.train.device == "cpu" and cfg.train.amp in ("bf16", "fp16"):
+        raise ConfigError(f"train.amp={cfg.train.amp} with train.device=cpu: mixed precision runs on CUDA only "
+                          "(oneDNN's reduced-precision 3D convolutions are wrong on some CPUs); "
+                          "use train.amp=auto or off")
     if cfg.data.audio_window != "whole":
         try:
             seconds = float(cfg.data.audio_window)

@@ -5,7 +5,9 @@ config, same ``build_loader``, same ``to_model_input``, autocast, optimiser and 
 times ``warmup + steps`` optimiser steps on real batches from a prepared cache. Only the last
 ``steps`` are measured, so worker start-up, cuDNN's first calls and ``torch.compile`` stay out of the
 figures. As in the trainer, a step's *data wait* is the time to get the next batch from the loader and
-through ``to_model_input``; *compute* is forward, backward and the optimiser step (synchronised on CUDA).
+through ``to_model_input``; *compute* is forward, backward and the guarded optimiser step (the trainer's
+:func:`~avcl.engine.trainer.optimisation_step`; the benchmark synchronises CUDA after it to time it, the
+trainer does not).
 On a CPU shared with other programs the wall-clock figures drop with the load; the CPU time the
 training process received during compute (all its threads) does not, so ``gflop_per_cpu_s`` is the
 figure to compare between CPU runs.
@@ -40,7 +42,8 @@ from avcl.data.cache import PreparedCache
 from avcl.data.datasets import PreparedDataset
 from avcl.data.transforms import to_model_input
 from avcl.engine.setup import place_method, split_loader
-from avcl.engine.trainer import make_optimizer, optimisation_step, resolve_device, seed_everything
+from avcl.engine.trainer import (StepGuard, check_amp, make_optimizer, optimisation_step, resolve_device,
+                                 seed_everything)
 from avcl.errors import UserError
 from avcl.methods import build_method
 from avcl.methods.base import count_parameters
@@ -107,17 +110,19 @@ def bench_backbone(cfg: Config, cache: PreparedCache, split: str | None, device:
         torch.cuda.reset_peak_memory_stats(device)
     wait = compute = compute_cpu = 0.0
     losses = []
+    guard = StepGuard(method, optimizer, device_side=device.type != "cpu")  # as the trainer's
     for step in range(warmup + steps):
         t0 = time.perf_counter()
         batch = to_model_input(next(batches), cfg.data, device, channels_last=cfg.train.channels_last)
         t1, c1 = time.perf_counter(), time.process_time()
-        out = optimisation_step(model, method, optimizer, batch, cfg, device)  # the trainer's step
-        if out is None:
+        out, healthy = optimisation_step(model, method, optimizer, batch, cfg, device, guard=guard)  # the trainer's
+        if device.type == "cuda":  # the benchmark waits for each step to time it; the trainer does not
+            torch.cuda.synchronize(device)
+        t2, c2 = time.perf_counter(), time.process_time()
+        if not bool(healthy):
             raise UserError(f"{cfg.model.backbone}: the loss is not finite at step {step + 1}; "
                             "the figures of a diverging run mean nothing (lower optim.lr)")
-        loss = out["loss"]
-        t2, c2 = time.perf_counter(), time.process_time()
-        losses.append(float(loss.detach()))
+        losses.append(float(out["loss"].detach()))
         if step >= warmup:
             wait += t1 - t0
             compute += t2 - t1
@@ -177,7 +182,9 @@ def run_train_bench(cache: str | os.PathLike, *, out: str | os.PathLike | None =
     if split is not None and len(cache.indices(split)) < batch_size:
         split = None
     # train.device (auto, or set by the preset or an override) picks the device, which picks the preset
-    device = resolve_device(load_config(config, overrides).train.device)
+    base = load_config(config, overrides)
+    device = resolve_device(base.train.device)
+    check_amp(device, base.train.amp)  # bf16 and fp16 are for CUDA only
     default_steps, default_warmup = DEFAULT_STEPS["cuda" if device.type == "cuda" else "cpu"]
     steps = default_steps if steps is None else steps
     warmup = default_warmup if warmup is None else warmup

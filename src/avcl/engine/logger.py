@@ -37,6 +37,27 @@ class RunLogger:
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                     self._tb.add_scalar(f"{kind}/{key}", value, step)
 
+    def drop_after(self, step: int) -> int:
+        """Removes the records past ``step`` (and a torn last line) from ``log.jsonl``; returns how many
+        went. A run resumed from the checkpoint of ``step`` calls it first, so that the steps a killed
+        run logged after its last checkpoint, trained again, are not logged twice."""
+        if not self.enabled or not self.path.is_file():
+            return 0
+        lines = self.path.read_text().splitlines()
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("step", 0) <= step:
+                kept.append(line)
+        if len(kept) < len(lines):
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            tmp.replace(self.path)
+        return len(lines) - len(kept)
+
     def close(self) -> None:
         if self._tb is not None:
             self._tb.flush()

@@ -9,16 +9,20 @@ from avcl import distributed as dist
 from avcl.config import Config
 from avcl.data.cache import PreparedCache
 from avcl.data.datasets import PreparedDataset, build_loader
-from avcl.engine.trainer import resolve_device
+from avcl.engine.trainer import check_amp, resolve_device
 from avcl.errors import UserError
 
 
 def setup_device(cfg: Config) -> torch.device:
-    """Joins the process group under torchrun, then picks this process's device."""
+    """Joins the process group under torchrun, then picks this process's device; refuses
+    ``train.amp=bf16|fp16`` off CUDA."""
     _, _, _, device = dist.setup()
     if cfg.train.device == "cpu" or (cfg.train.device == "auto" and device.type != "cuda"):
-        return torch.device("cpu")
-    return device if device.type == "cuda" else resolve_device(cfg.train.device)
+        device = torch.device("cpu")
+    elif device.type != "cuda":
+        device = resolve_device(cfg.train.device)
+    check_amp(device, cfg.train.amp)  # before any data is read: mixed precision is for CUDA only
+    return device
 
 
 def open_cache(cfg: Config) -> PreparedCache:

@@ -4,8 +4,11 @@ One loop for every method: batches from the loader go through ``to_model_input``
 loss dict is back-propagated (``"loss"``) and logged (everything). Each epoch ends with an atomic
 checkpoint (model, optimiser, scheduler, RNG, epoch, step); ``resume`` continues from the last one, and
 because the data order and augmentations derive from (seed, epoch, index) alone, a resumed run on the
-CPU ends with the same weights as an uninterrupted one. A NaN or infinite loss stops the run before
-the optimiser step, naming the step, and leaves the last good checkpoint untouched.
+CPU ends with the same weights as an uninterrupted one. A NaN or infinite loss (or gradient) changes
+nothing (the step is undone on the device, without waiting for it); the run stops at the next log
+line or the end of the epoch, naming the step, and leaves the last good checkpoint untouched. Logged
+losses are means over the log interval's steps and over every rank, and a resumed run's log holds
+each step once.
 """
 from __future__ import annotations
 
@@ -51,12 +54,34 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA by default; full precision on the CPU (``train.amp=auto``)."""
+def check_amp(device: torch.device, amp: str) -> None:
+    """Mixed precision (``train.amp=bf16|fp16``) runs on CUDA only: refused elsewhere with a clear error.
+
+    oneDNN's reduced-precision 3D convolutions are wrong on some CPUs (torch 2.14 on AVX-512 bf16: the
+    weight gradient of a 3x3x3 convolution over two frames is garbage, up to inf, and the audio stem's
+    forward is wrong in channels_last_3d), so a CPU run would stop at its first step with a
+    non-finite loss or, worse, train on wrong gradients. ``train.amp=auto`` is fp32 on the CPU.
+    """
+    if amp in ("bf16", "fp16") and device.type != "cuda":
+        raise UserError(
+            f"train.amp={amp} needs a CUDA device, and this run is on the {device.type}: oneDNN's {amp} 3D "
+            "convolutions give wrong gradients on some CPUs. Use train.amp=auto (full precision off CUDA) or off"
+        )
+
+
+def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
+    """The autocast dtype ``train.amp`` gives on ``device``; None for full precision."""
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return contextlib.nullcontext()
-    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+        return None
+    return torch.float16 if amp == "fp16" else torch.bfloat16
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA by default; full precision on the CPU (``train.amp=auto``). ``bf16`` and
+    ``fp16`` on a device other than CUDA are refused (:func:`check_amp`)."""
+    check_amp(device, amp)
+    dtype = amp_dtype(device, amp)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def make_optimizer(params, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -95,28 +120,118 @@ def make_schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class StepGuard:
+    """Undoes an optimisation step on the device when a flag says so, without a host synchronisation.
+
+    :meth:`snapshot` (before the forward) copies what a step may change: the method's parameters and
+    buffers (BatchNorm statistics, queues, momentum encoders) and the optimiser's state (momentum, Adam
+    moments) into buffers kept from step to step (one more copy of all of them in memory).
+    :meth:`keep_if` (after the step) writes back ``where(ok, new, old)``. Zeroing the gradients would not do: SGD's weight decay and momentum move
+    the weights without any gradient. Optimiser state created by the step itself (the first step's
+    momentum buffer) is zeroed instead, which SGD without dampening and Adam read as "no state".
+    State on another device than the flag (AdamW's step counter on the host while training on CUDA) is
+    left alone: it would need the flag on the host.
+
+    ``device_side=False`` is for the CPU, where nothing runs ahead of the host and reading the flag
+    costs nothing: the step decides on the host, skips the optimiser step of a bad step and restores
+    only the buffers its forward changed, which spares the copies of the weights and the optimiser state
+    (4% of a step of the CPU demo preset).
+    """
+
+    def __init__(self, method: nn.Module, optimizer: torch.optim.Optimizer, device_side: bool = True):
+        self.method, self.optimizer, self.device_side = method, optimizer, device_side
+        self._tracked: list[torch.Tensor] = []
+        self._copies: list[torch.Tensor] = []  # one per tracked tensor, same shape and strides, reused
+        self._state_size = 0
+
+    def _tensors(self) -> list[torch.Tensor]:
+        seen: dict[int, torch.Tensor] = {}
+        for t in [*self.method.buffers()] if not self.device_side else [*self.method.parameters(), *self.method.buffers()]:
+            seen.setdefault(id(t), t)
+        if not self.device_side:
+            return list(seen.values())
+        for state in self.optimizer.state.values():
+            for v in state.values():
+                if torch.is_tensor(v):
+                    seen.setdefault(id(v), v)
+        return list(seen.values())
+
+    def _optimizer_state_size(self) -> int:
+        return sum(len(state) for state in self.optimizer.state.values())
+
+    @torch.no_grad()
+    def snapshot(self) -> None:
+        tensors = self._tensors()
+        if len(tensors) != len(self._tracked) or any(a is not b for a, b in zip(tensors, self._tracked)):
+            self._tracked, self._copies = tensors, [torch.empty_like(t) for t in tensors]
+        for copy, t in zip(self._copies, self._tracked):  # a loop of copies beats a fused copy across strides
+            copy.copy_(t)
+        self._state_size = self._optimizer_state_size()
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Puts back everything the snapshot holds (on the host's decision)."""
+        for t, copy in zip(self._tracked, self._copies):
+            t.copy_(copy)
+
+    @torch.no_grad()
+    def keep_if(self, ok: torch.Tensor) -> None:
+        """Keep the step where ``ok`` (a 0-dim bool tensor) is true, restore the snapshot where false."""
+        for t, copy in zip(self._tracked, self._copies):
+            if t.device == ok.device:
+                torch.where(ok, t, copy, out=t)
+        if self._optimizer_state_size() != self._state_size:  # state the step created (its first step)
+            known = {id(t) for t in self._tracked}
+            for t in self._tensors():
+                if id(t) not in known and t.device == ok.device:
+                    torch.where(ok, t, torch.zeros_like(t), out=t)
+
+
 def optimisation_step(model: nn.Module, method: nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
-                      cfg: Config, device: torch.device,
-                      is_finite: Callable[[torch.Tensor], bool] | None = None) -> dict[str, torch.Tensor] | None:
-    """One training step: forward under autocast, the finite-loss check, backward, clipping, the optimiser
-    step and the method's ``on_step_end``. Returns the loss dict, or None (nothing updated) when the
-    loss is NaN or infinite. ``model`` is what runs the forward (``method``, or it wrapped by DDP or
-    torch.compile)."""
+                      cfg: Config, device: torch.device, healthy: torch.Tensor | None = None,
+                      guard: StepGuard | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One training step: forward under autocast, backward, clipping, the optimiser step and the
+    method's ``on_step_end``, guarded so that a non-finite loss or gradient changes nothing.
+
+    Returns the loss dict and ``healthy``: a 0-dim bool tensor on the device, true when this step's
+    loss and gradients were finite and so was the ``healthy`` passed in (the steps before it). When it
+    is false, the parameters, buffers and optimiser state are those from before the step
+    (:class:`StepGuard`); so once a step fails, every later step that is passed the flag is a no-op
+    as well. Nothing here waits for the device (on the CPU, where nothing runs ahead of the host, the
+    flag is read at once and a bad step's optimiser step is skipped): the caller reads the flag when
+    it chooses to.
+
+    Under DDP the ranks agree without a collective of their own: a non-finite local loss is turned
+    into NaN gradients (the loss is multiplied by ``where(finite, 1, nan)``, exactly 1 otherwise),
+    which DDP's gradient average hands to every rank. ``model`` is what runs the forward (``method``,
+    or it wrapped by DDP or torch.compile).
+    """
+    guard = guard if guard is not None else StepGuard(method, optimizer, device_side=device.type != "cpu")
+    guard.snapshot()
     with autocast(device, cfg.train.amp):
         out = model(batch)
     loss = out["loss"]
-    finite = is_finite(loss) if is_finite is not None else bool(torch.isfinite(loss.detach()).item())
-    if not finite:
-        return None
+    finite = torch.isfinite(loss.detach())
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss * torch.where(finite, 1.0, math.nan).to(loss.dtype)).backward()
+    grads = [p.grad for p in method.parameters() if p.grad is not None]
     if cfg.train.grad_clip > 0:
-        nn.utils.clip_grad_norm_(method.parameters(), cfg.train.grad_clip)
-    optimizer.step()
-    method.on_step_end()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return out
+        norm = nn.utils.clip_grad_norm_(method.parameters(), cfg.train.grad_clip)
+    else:
+        norm = nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=device)
+    ok = finite & torch.isfinite(norm).to(finite.device)
+    if healthy is not None:
+        ok = ok & healthy
+    if guard.device_side:
+        optimizer.step()
+        method.on_step_end()
+        guard.keep_if(ok)
+    elif bool(ok):  # the CPU: the flag is ready, reading it waits for nothing
+        optimizer.step()
+        method.on_step_end()
+    else:
+        guard.restore()  # the buffers the forward changed (BatchNorm statistics)
+    return out, ok
 
 
 # -- resuming with a changed configuration --------------------------------------------------------
@@ -225,6 +340,7 @@ class Trainer:
         self.steps_per_epoch = self._steps_per_epoch()
         self.scheduler = scheduler_factory(optimizer, self.steps_per_epoch)
         self.state = TrainState()
+        self.device_side_guard = device.type != "cpu"  # see StepGuard: the CPU decides on the host at no cost
         self.logger = RunLogger(self.out, tensorboard=cfg.train.tensorboard, enabled=self.is_main)
 
     def _steps_per_epoch(self) -> int:
@@ -327,6 +443,8 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             self.cfg.save(self.out / "config.yaml")
+            # a killed run logged past its last checkpoint: those steps are trained (and logged) again
+            self.logger.drop_after(self.state.step)
         while self.state.epoch < self.epochs:
             means = self.train_epoch(self.state.epoch)
             metrics = self.evaluate(self.method) if (self.evaluate is not None and self.is_main) else {}
@@ -351,12 +469,30 @@ class Trainer:
         return self.state
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch; returns the means over it of the loss dict's scalars (over all ranks), the fraction
+        of the time spent waiting for data and the time per step.
+
+        Nothing waits for the device between log points: the scalars of the loss dict add up on the
+        device, and every ``train.log_every`` steps (and at the end of the epoch, before the checkpoint)
+        one all-reduce brings the window's sums and the non-finite flag together. The log line and the
+        progress bar show the window's mean over its steps and over every rank's batch. A step whose
+        loss or gradients are not finite changes nothing (:func:`optimisation_step`), neither does any
+        step after it, and the run stops at the next check naming the first such step. On CUDA the
+        data wait and compute times are host-side (the device is not synchronised per step).
+        """
         cfg = self.cfg
         self.model.train()
         sampler = getattr(self.loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        sums: dict[str, float] = {}
+        guard = StepGuard(self.method, self.optimizer, device_side=self.device_side_guard)
+        self._window_start_step = self.state.step  # the last step checked
+        self._healthy = torch.ones((), dtype=torch.bool, device=self.device)
+        self._good = torch.zeros((), dtype=torch.long, device=self.device)  # healthy steps since the check
+        keys: list[str] = []
+        window: torch.Tensor | None = None  # the scalars' sums since the last log line, on the device
+        window_steps = 0
+        sums: dict[str, float] = {}  # the epoch's sums of global means, one per window
         count = 0
         wait = compute = 0.0
         window_samples, window_start = 0, time.perf_counter()
@@ -368,6 +504,16 @@ class Trainer:
             dynamic_ncols=True,
             leave=False,
         )
+
+        def close_window() -> dict[str, float]:
+            """Checks the flag and returns the window's global means (one all-reduce, a host sync)."""
+            nonlocal window, window_steps
+            means = self._check_and_reduce(window, window_steps, keys, epoch)
+            for k, v in means.items():
+                sums[k] = sums.get(k, 0.0) + v * window_steps
+            window, window_steps = None, 0
+            return means
+
         iterator = iter(self.loader)
         for _ in range(self.steps_per_epoch):
             t0 = time.perf_counter()
@@ -377,14 +523,9 @@ class Trainer:
                 break
             batch = to_model_input(batch, cfg.data, self.device, channels_last=cfg.train.channels_last)
             t1 = time.perf_counter()
-            out = optimisation_step(self.model, self.method, self.optimizer, batch, cfg, self.device, self._all_finite)
-            if out is None:
-                last = self.out / "last.pt"
-                kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
-                raise TrainingDiverged(
-                    f"loss is not finite at step {self.state.step + 1} (epoch {epoch + 1}); "
-                    f"stopping before the optimiser step, {kept}. Lower optim.lr or check the data."
-                )
+            out, self._healthy = optimisation_step(self.model, self.method, self.optimizer, batch, cfg, self.device,
+                                                   self._healthy, guard)
+            self._good += self._healthy
             self.scheduler.step()
             t2 = time.perf_counter()
             wait += t1 - t0
@@ -393,12 +534,14 @@ class Trainer:
             count += 1
             batch_size = next(v for v in batch.values() if torch.is_tensor(v)).shape[0]
             window_samples += batch_size * dist.world_size()
-            values = {k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.dim() == 0}
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix(loss=f"{values['loss']:.4f}")
+            if not keys:
+                keys = [k for k, v in out.items() if torch.is_tensor(v) and v.dim() == 0]
+            values = torch.stack([out[k].detach().float() for k in keys])
+            window = values if window is None else window + values
+            window_steps += 1
             bar.update(1)
             if self.state.step % max(1, cfg.train.log_every) == 0:
+                means = close_window()
                 elapsed = time.perf_counter() - window_start
                 self.logger.log(
                     "train",
@@ -406,9 +549,12 @@ class Trainer:
                     epoch=epoch + 1,
                     lr=self.optimizer.param_groups[0]["lr"],
                     samples_per_s=window_samples / max(elapsed, 1e-9),
-                    **values,
+                    **means,
                 )
+                bar.set_postfix(loss=f"{means['loss']:.4f}")
                 window_samples, window_start = 0, time.perf_counter()
+        if window_steps:  # the epoch's last steps since the last log line, checked before the checkpoint
+            close_window()
         bar.close()
         means = {k: v / max(count, 1) for k, v in sums.items()}
         total = wait + compute
@@ -416,9 +562,38 @@ class Trainer:
         means["step_time_s"] = total / max(count, 1)
         return means
 
-    def _all_finite(self, loss: torch.Tensor) -> bool:
-        finite = torch.isfinite(loss.detach()).float()
-        if dist.is_distributed():  # every rank stops together, or none does
-            finite = finite.clone()
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        return bool(finite.item())
+    def _check_and_reduce(self, window: torch.Tensor | None, steps: int, keys: list[str],
+                          epoch: int) -> dict[str, float]:
+        """Stops the run (on every rank) when a step since the last check had a non-finite loss or
+        gradient; otherwise returns the means of ``window`` (sums of ``keys`` over ``steps`` steps) over
+        the steps and the ranks."""
+        world = dist.world_size()
+        unhealthy = (~self._healthy).to(torch.float64).reshape(1)
+        good = self._good.to(torch.float64).reshape(1)
+        sums = window.to(torch.float64) if window is not None else torch.zeros(0, dtype=torch.float64,
+                                                                                  device=self.device)
+        packed = self._all_finite(torch.cat([unhealthy, good, sums]))
+        if packed[0] > 0:
+            # the ranks' flags agree (a non-finite loss anywhere makes every rank's gradients NaN)
+            first_bad = self._window_start_step + int(packed[1]) // world + 1
+            last = self.out / "last.pt"
+            kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+            amp = amp_dtype(self.device, self.cfg.train.amp)
+            hint = (f" Mixed precision is on (train.amp={self.cfg.train.amp}, {str(amp).removeprefix('torch.')}): "
+                    "try train.amp=off." if amp is not None else "")
+            raise TrainingDiverged(
+                f"loss is not finite at step {first_bad} (epoch {epoch + 1}); no update was applied from that "
+                f"step on, {kept}. Lower optim.lr or check the data.{hint}"
+            )
+        self._window_start_step = self.state.step
+        self._good.zero_()
+        values = (packed[2:] / (max(steps, 1) * world)).tolist()
+        return dict(zip(keys, values))
+
+    def _all_finite(self, packed: torch.Tensor) -> torch.Tensor:
+        """Sums ``packed`` (the non-finite flag, the healthy-step count, the window's sums) over the ranks:
+        the one collective and host synchronisation of a log interval; every rank stops together."""
+        if dist.is_distributed():
+            packed = packed.clone()
+            torch.distributed.all_reduce(packed)
+        return packed.cpu()
