@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--perplexity", type=float, default=30.0)
     p.set_defaults(func=run_tsne)
 
-    p = sub.add_parser("cam", help="Grad-CAM class activation maps of a fine-tuned checkpoint over frames and spectrograms")
+    p = sub.add_parser("cam", help="Grad-CAM class activation maps of a fine-tuned checkpoint over frames and "
+                       "spectrograms")
     p.add_argument("--checkpoint", required=True, help="fine-tuning checkpoint (file or run folder)")
     p.add_argument("--layer", choices=("conv5", "conv4"), default="conv5")
     p.add_argument("--split", default="test")
@@ -191,7 +192,7 @@ def run_tsne(args) -> int:
     out = _out(args, "runs/tsne")
     feats = _features(args)
     if args.split == "all":
-        rows = [i for i, l in enumerate(feats.labels) if l in feats.classes]
+        rows = [i for i, label in enumerate(feats.labels) if label in feats.classes]
     else:
         rows = feats.rows(args.split)
     if len(rows) < 5:
@@ -234,7 +235,8 @@ def run_cam(args) -> int:
         positions = [int(v) for v in args.videos.split(",") if v]
     else:
         per_class = int(args.videos)
-        positions = [p for c in range(len(cache.classes)) for p in [i for i, l in enumerate(labels) if l == c][:per_class]]
+        positions = [pos for c in range(len(cache.classes))
+                     for pos in [i for i, label in enumerate(labels) if label == c][:per_class]]
     out = _out(args, str(Path(args.checkpoint) / "cam" if Path(args.checkpoint).is_dir() else
                          Path(args.checkpoint).parent / "cam"))
     written = []
@@ -273,7 +275,7 @@ def run_cam(args) -> int:
     return 0
 
 
-def _unnormalise(batch: dict, cfg) -> "torch.Tensor":
+def _unnormalise(batch: dict, cfg):
     """(T, H, W, 3) uint8 frames of the (normalised) clip in ``batch``."""
     import torch
 

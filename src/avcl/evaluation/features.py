@@ -51,7 +51,7 @@ class FeatureSet:
         with open(out / _VIDEOS, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["path", "label", "split"])
-            writer.writerows(zip(self.paths, [l or "" for l in self.labels], [s or "" for s in self.splits]))
+            writer.writerows(zip(self.paths, [label or "" for label in self.labels], [s or "" for s in self.splits]))
         write_json_atomic(out / _INFO, {**self.info, "classes": self.classes, "videos": len(self.paths),
                                         "dim": int(self.features.shape[1])})
         return out
@@ -68,22 +68,24 @@ class FeatureSet:
             raise UserError(f"{folder}: {_VIDEOS} has {len(rows)} rows for {len(features)} feature rows")
         info = json.loads((folder / _INFO).read_text()) if (folder / _INFO).is_file() else {}
         labels = [r["label"] or None for r in rows]
-        classes = info.get("classes") or sorted({l for l in labels if l is not None})
+        classes = info.get("classes") or sorted({label for label in labels if label is not None})
         return cls(features, [r["path"] for r in rows], labels, [r["split"] or None for r in rows], classes, info)
 
     def split(self, name: str) -> tuple[Tensor, Tensor]:
         """``(features, class ids)`` of the labelled videos of one split."""
         class_id = {c: i for i, c in enumerate(self.classes)}
-        rows = [i for i, (s, l) in enumerate(zip(self.splits, self.labels)) if s == name and l in class_id]
+        rows = [i for i, (s, label) in enumerate(zip(self.splits, self.labels)) if s == name and label in class_id]
         if not rows:
             present = sorted({s for s in self.splits if s})
-            raise UserError(f"no labelled video of split '{name}' in these features (splits: {', '.join(present) or 'none'})")
+            raise UserError(f"no labelled video of split '{name}' in these features "
+                            f"(splits: {', '.join(present) or 'none'})")
         labels = torch.tensor([class_id[self.labels[i]] for i in rows])
         return torch.from_numpy(self.features[rows]).float(), labels
 
     def rows(self, name: str) -> list[int]:
         """Row numbers of the labelled videos of one split, in the order ``split`` returns them."""
-        return [i for i, (s, l) in enumerate(zip(self.splits, self.labels)) if s == name and l in self.classes]
+        return [i for i, (s, label) in enumerate(zip(self.splits, self.labels))
+                if s == name and label in self.classes]
 
 
 def clip_features(method: Method, batch: dict, modality: str, layer: str) -> Tensor:
