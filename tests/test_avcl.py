@@ -163,4 +163,3 @@ def test_the_paper_literal_preset_differs_from_the_default_exactly_in_the_docume
     # the method defaults are the avcl_* presets' method options: PAPER_LITERAL is what the defaults change
     built_in = dict(_flat(Config().to_dict()))
     assert {k: default[k] for k in default if k.startswith("method.")} == {k: built_in[k] for k in built_in if k.startswith("method.")}
-    assert "method.lambda_cor" not in differ and paper["method.lambda_cor"] == 0.9 and paper["method.lambda_self"] == 0.1

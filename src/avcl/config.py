@@ -78,8 +78,8 @@ class MethodConfig:
     cgra_reduce: str = "mean"  # sum (Eq. 5 as printed, grows with D) | mean (divided by D)
     loss_on: str = "projector"  # fused (AMFM outputs, the paper) | encoder | projector: what CGRA/SelfCL compare
     selfcl: bool = True
-    lambda_cor: float = 0.9
-    lambda_self: float = 0.1
+    lambda_cor: float = 0.5  # paper: 0.9 (measured: with it CGRA's gradient dominates SelfCL's)
+    lambda_self: float = 0.5  # paper: 0.1
     temperature: float = 0.5
     # projector heads: AVCL with loss_on=projector, and the comparison methods (METHOD.md section 4)
     proj_dim: int = 128
@@ -343,4 +343,6 @@ PAPER_LITERAL = {
     "method.standardize": False,
     "method.loss_on": "fused",
     "method.cgra_reduce": "sum",
+    "method.lambda_cor": 0.9,
+    "method.lambda_self": 0.1,
 }
