@@ -49,7 +49,8 @@ def test_per_dim_correlation_of_identical_and_independent_features():
 
 def test_gradient_norms_are_those_of_the_weighted_terms_at_the_encoders_and_leave_the_model_untouched():
     torch.manual_seed(0)
-    method = build_method(load_config(None, ["model.width=0.125", "method.loss_on=fused", "method.cgra_reduce=sum"]))
+    paper = ["method.loss_on=fused", "method.cgra_reduce=sum", "method.lambda_cor=0.9", "method.lambda_self=0.1"]
+    method = build_method(load_config(None, ["model.width=0.125", *paper]))
     g = torch.Generator().manual_seed(0)
     batch = {"video": torch.randn(6, 3, 4, 32, 32, generator=g), "audio": torch.randn(6, 1, 28, 28, generator=g)}
     buffers = {k: v.clone() for k, v in method.named_buffers()}
@@ -64,7 +65,7 @@ def test_gradient_norms_are_those_of_the_weighted_terms_at_the_encoders_and_leav
     manual = 0.1 * torch.sqrt(sum(x.pow(2).sum() for x in torch.autograd.grad(l_self, params)))
     assert abs(float(manual) - r["grad_norm_self"]) < 1e-4 * float(manual)
     # CGRA summed over D dimensions dwarfs SelfCL at the paper's weights; divided by D it does not
-    mean = gradient_norms(build_method(load_config(None, ["model.width=0.125", "method.loss_on=fused"])), batch)
+    mean = gradient_norms(build_method(load_config(None, ["model.width=0.125", *paper, "method.cgra_reduce=mean"])), batch)
     assert r["grad_ratio_cor_self"] > 10 * mean["grad_ratio_cor_self"]
 
 
