@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write the synthetic audio-visual action benchmark (real H.264/AAC .mp4 files)",
         description="Write a procedurally generated audio-visual action benchmark: classes are "
         "(motion pattern, sound timbre) pairs, sounds start at the frames of their visual events, "
-        "the object's shape hints at the timbre and a quiet sound texture at the motion (--cue), "
+        "the object's shape tells the timbre and the timing of a shared texture sound the motion (--cue), "
         "and every video draws its own nuisances. Layout: OUT/{train,val,test}/<class>/<id>.mp4 "
         "with OUT/manifest.csv (path,label,split,...) and OUT/classes.txt.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -3,23 +3,22 @@
 Every class is a pair (visual action pattern, sound timbre). The patterns: ``bounce`` (a ball hits the
 floor), ``slide`` (a block hits one wall, then the other), ``swing`` (a pendulum strikes a post) and
 ``pulse`` (the object swells and lights up). The timbres of the impacts: ``bell``, ``drum``, ``pluck`` (a
-plucked string) and ``clap``. Every pattern occurs with several timbres (classes that look alike and
-sound different) and every timbre with several patterns (classes that sound alike and look different),
-so each modality alone tells mostly half of the class. Each half leaks partly into the other modality,
-as in real videos (a guitar and a violin look alike, yet not quite): the object's shape follows the
-timbre and a quiet sound texture follows the motion pattern, each with probability ``cue``
-(:data:`SHAPE_OF_SOUND`, :data:`TEXTURE_OF_PATTERN`), so cross-modal learning has class information to
-find besides the synchronisation; ``cue=0`` makes the two modalities independent at class level. Each
-impact sound starts exactly at the frame of its visual event, events recur over the whole clip, and
-every video draws its own nuisances (scene colours and texture, object colour, size and position, event
-rate, duration, pixel noise, silent moving distractors, sounds without a visual event, background
-noise), scaled by ``difficulty``.
+plucked string) and ``clap``. Every pattern occurs with several timbres and every timbre with several
+patterns (the default 8 classes: 4 patterns x 2 timbres). The class is what the modalities share: the
+object's shape follows the timbre (:data:`SHAPE_OF_SOUND`), and one texture sound, the same for every
+pattern, bursts at a pattern-specific phase of the visible motion (:data:`TEXTURE_PHASE`,
+``sound_code="timing"``), each with probability ``cue``; ``cue=0`` makes the two modalities independent
+at class level. Each impact sound starts exactly at the frame of its visual event. The nuisances are
+modality-specific and drawn per video, each scaled by a knob: ``look`` (colours around a fixed
+palette), ``size``, ``distractors``, ``ambient``, ``event_rate``, ``difficulty`` (noise, jitter, ranges).
 
-The videos are real files: H.264 (yuv420p) video and mono AAC audio in .mp4, laid out like Kinetics,
-``OUT/{train,val,test}/<class>/<class>_<index>.mp4``, with ``OUT/manifest.csv``, ``OUT/classes.txt``
-and ``OUT/synth.json`` (the generation settings). Everything follows from the seed: the video of class
-``c`` and index ``i`` is drawn from ``SeedSequence([seed, c, i])``, whatever the worker count or the
-number of classes asked for. ``docs/synthetic-benchmark.md`` describes the design.
+The videos are real files: lossless H.264 (yuv420p) video and mono AAC audio in .mp4, laid out like
+Kinetics, ``OUT/{train,val,test}/<class>/<class>_<index>.mp4``, with ``OUT/manifest.csv`` (including
+hashes of each file's decoded media), ``OUT/classes.txt`` and ``OUT/synth.json`` (the generation
+settings). Everything follows from the seed: the video of class ``c`` and index ``i`` is drawn from
+``SeedSequence([seed, c, i])``, whatever the worker count or the number of classes asked for, and its
+decoded frames and audio are the same on every machine (:func:`media_hashes`, :func:`verify_benchmark`).
+``docs/synthetic-benchmark.md`` describes the design.
 """
 from __future__ import annotations
 
