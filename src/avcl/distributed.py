@@ -14,9 +14,15 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 from torch import Tensor
 
-# torch.distributed.nn.functional is the autograd-aware API that runs on gloo (CPU) as well as NCCL;
-# its deprecation notice names a replacement without that backward, so keep the logs quiet about it.
-warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional", category=FutureWarning)
+
+
+def _autograd_collective(fn, x: Tensor):
+    """``fn(x)`` from torch.distributed.nn.functional, the autograd-aware API that runs on gloo (CPU) as well
+    as NCCL. Its deprecation notice names a replacement without that backward: silenced here, for this
+    call only (the caller's warning filters stay as they are)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional", category=FutureWarning)
+        return fn(x)
 
 
 def is_distributed() -> bool:
@@ -43,14 +49,14 @@ def gather_with_grad(x: Tensor) -> Tensor:
     """
     if world_size() == 1:
         return x
-    return torch.cat(dist_fn.all_gather(x), dim=0)
+    return torch.cat(_autograd_collective(dist_fn.all_gather, x), dim=0)
 
 
 def all_reduce_with_grad(x: Tensor) -> Tensor:
     """Sum of ``x`` over ranks; the backward sums the incoming gradients over ranks as well."""
     if world_size() == 1:
         return x
-    return dist_fn.all_reduce(x)
+    return _autograd_collective(dist_fn.all_reduce, x)
 
 
 @torch.no_grad()
