@@ -6,7 +6,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import itertools
+import shutil
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +19,7 @@ import numpy as np
 import pytest
 
 from avcl.cli import main as avcl_main
-from avcl.data.synth import (MANIFEST_COLUMNS, PATTERNS, SHAPE_OF_SOUND, SOUNDS, TEXTURE_OF_PATTERN, _draw_cues,
+from avcl.data.synth import (X264_OPTIONS, _rgb_to_yuv420p, media_hashes, verify_benchmark, MANIFEST_COLUMNS, PATTERNS, SHAPE_OF_SOUND, SOUNDS, TEXTURE_OF_PATTERN, _draw_cues,
                               _render_clip, _stamp, _VideoJob, class_names, generate_benchmark, split_counts)
 from avcl.errors import UserError
 
@@ -133,6 +137,9 @@ def test_files_are_mp4_with_h264_video_and_aac_audio_of_the_stated_length(bench)
 
 def test_same_seed_gives_identical_media_whatever_the_worker_count_and_class_count(bench, tmp_path):
     again = generate_benchmark(tmp_path / "b", workers=1, **TINY).parent
+    assert (again / "manifest.csv").read_text() == (bench / "manifest.csv").read_text()  # hashes included
+    for row in read_manifest(bench):  # byte-identical files too (x264 without assembly)
+        assert (again / row["path"]).read_bytes() == (bench / row["path"]).read_bytes(), row["path"]
     for row in read_manifest(bench):
         first, second = decode(bench / row["path"]), decode(again / row["path"])
         assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1]), row["path"]
@@ -276,3 +283,56 @@ def test_the_slide_texture_is_heard_between_the_impacts_of_the_videos_that_have_
         energy[clip.texture == "scrape"].append(band_energy_between_impacts(clip))
     assert len(energy[True]) >= 3 and len(energy[False]) >= 3
     assert min(energy[True]) > 5 * max(energy[False]), energy
+
+
+def test_manifest_hashes_match_the_files_and_a_changed_file_is_caught(bench, tmp_path, capsys):
+    rows = read_manifest(bench)
+    assert all(len(row["video_sha256"]) == 64 and len(row["audio_sha256"]) == 64 for row in rows)
+    assert len({row["video_sha256"] for row in rows}) == len(rows)
+    assert verify_benchmark(bench, workers=1) == (len(rows), [])
+    assert avcl_main(["synth", str(bench), "--verify", "--quiet", "--workers", "1"]) == 0
+    assert "all match the manifest" in capsys.readouterr().out
+    # A copy with one file swapped for another video is caught, by the function and by the CLI.
+    copy = tmp_path / "copy"
+    shutil.copytree(bench, copy)
+    shutil.copy(copy / rows[1]["path"], copy / rows[0]["path"])
+    checked, problems = verify_benchmark(copy, workers=2)
+    assert checked == len(rows) and len(problems) == 1 and rows[0]["path"] in problems[0]
+    assert avcl_main(["synth", str(copy), "--verify", "--quiet", "--workers", "1"]) == 1
+    assert "1 differ" in capsys.readouterr().out
+
+
+def test_video_is_lossless_so_decoding_gives_the_rendered_frames_whatever_the_encoder_did(bench):
+    """The decoded yuv420p planes are exactly the integer conversion of the rendered frames: what x264's
+    code path (SIMD or not) did cannot change the decoded pictures."""
+    assert X264_OPTIONS["qp"] == "0" and "asm=0" in X264_OPTIONS["x264-params"]
+    row = read_manifest(bench)[0]
+    job = _VideoJob("unused.mp4", 0, int(Path(row["path"]).stem.split("_")[-1]), TINY["seed"], 48, 64, FPS,
+                    TINY["min_duration"], TINY["max_duration"], 0.0, SR, 0.75)
+    clip = _render_clip(job)
+    with av.open(str(bench / row["path"])) as c:
+        planes = np.stack([f.to_ndarray() for f in c.decode(video=0)])
+    assert np.array_equal(planes, _rgb_to_yuv420p(clip.frames))
+
+
+def test_same_hashes_when_numpy_runs_without_its_cpu_specific_simd(bench, tmp_path):
+    """NumPy picks SIMD kernels by CPU (AVX-512, AVX2, ...), and some round differently (float32 sin and
+    exp). Generating with only NumPy's baseline kernels, as on the oldest CPU the wheel supports, must
+    give the same manifest, hashes included. On a CPU without extra kernels both runs are alike anyway."""
+    from numpy._core._multiarray_umath import __cpu_baseline__
+
+    out = tmp_path / "baseline"
+    code = ("import sys; from avcl.data.synth import generate_benchmark; "
+            f"generate_benchmark(sys.argv[1], workers=1, **{TINY!r})")
+    env = {**os.environ, "NPY_ENABLE_CPU_FEATURES": " ".join(__cpu_baseline__) or "none",
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    if not __cpu_baseline__:
+        env.pop("NPY_ENABLE_CPU_FEATURES")
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env)
+    assert (out / "manifest.csv").read_text() == (bench / "manifest.csv").read_text()
+
+
+def test_media_hashes_are_stable_for_a_file(bench):
+    row = read_manifest(bench)[0]
+    assert media_hashes(bench / row["path"]) == (row["video_sha256"], row["audio_sha256"])
+    assert media_hashes(bench / row["path"]) == (row["video_sha256"], row["audio_sha256"])

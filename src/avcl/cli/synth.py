@@ -38,12 +38,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="split fractions, stratified per class")
     p.add_argument("--workers", type=int, default=2, help="processes rendering and encoding videos")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--verify", action="store_true",
+                   help="write nothing: check that every file of the benchmark in OUT decodes to the media "
+                   "hashes of its manifest (exit status 1 if not)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from avcl.data.synth import generate_benchmark  # imported here: `avcl --help` stays fast
+    from avcl.data.synth import generate_benchmark, verify_benchmark  # imported here: `avcl --help` stays fast
 
+    if args.verify:
+        start = time.perf_counter()
+        checked, problems = verify_benchmark(args.out, workers=args.workers, progress=not args.quiet)
+        for problem in problems:
+            print(problem)
+        verdict = "all match the manifest" if not problems else f"{len(problems)} differ"
+        print(f"checked {checked} videos in {args.out}: {verdict} ({time.perf_counter() - start:.1f} s)")
+        return 1 if problems else 0
     start = time.perf_counter()
     manifest = generate_benchmark(
         args.out, classes=args.classes, per_class=args.per_class, seed=args.seed, height=args.height,
