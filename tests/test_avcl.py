@@ -7,6 +7,7 @@ from avcl.losses import cross_correlation_loss, info_nce_cross_modal
 from avcl.methods import build_method
 
 TINY = ["model.width=0.125"]
+PAPER_LOSS = ["method.loss_on=fused", "method.cgra_reduce=sum"]  # the losses on the AMFM outputs, Eq. 5 summed
 
 
 def _batch(seed=0, b=6):
@@ -15,7 +16,7 @@ def _batch(seed=0, b=6):
 
 
 def test_the_total_is_the_weighted_sum_of_cgra_and_selfcl_on_the_fused_features():
-    method = build_method(load_config(None, [*TINY, "method.lambda_cor=0.7", "method.lambda_self=0.3"]))
+    method = build_method(load_config(None, [*TINY, *PAPER_LOSS, "method.lambda_cor=0.7", "method.lambda_self=0.3"]))
     batch = _batch()
     out = method(batch)
     v, a = method.video_encoder(batch["video"]), method.audio_encoder(batch["audio"])
@@ -25,8 +26,8 @@ def test_the_total_is_the_weighted_sum_of_cgra_and_selfcl_on_the_fused_features(
     torch.testing.assert_close(out["loss"], 0.7 * out["loss_cor"] + 0.3 * out["loss_self"])
 
 
-def test_gradients_reach_both_encoders_and_amfm():
-    method = build_method(load_config(None, TINY))
+def test_gradients_reach_both_encoders_and_amfm_when_the_losses_are_on_the_fused_features():
+    method = build_method(load_config(None, [*TINY, *PAPER_LOSS]))
     method(_batch())["loss"].backward()
     for name in ("video_encoder", "audio_encoder", "amfm"):
         grads = [p.grad for n, p in method.named_parameters() if n.startswith(name)]
@@ -45,6 +46,10 @@ def test_gradients_reach_both_encoders_and_amfm():
     (["model.shared=true"], {"loss", "loss_cor", "loss_self"}),
     (["model.backbone=c3d"], {"loss", "loss_cor", "loss_self"}),
     (["model.backbone=r21d", "model.depth=18"], {"loss", "loss_cor", "loss_self"}),
+    (["method.loss_on=fused"], {"loss", "loss_cor", "loss_self"}),
+    (["method.loss_on=encoder"], {"loss", "loss_cor", "loss_self"}),
+    (["method.loss_on=projector", "method.proj_dim=16", "method.proj_hidden=32"], {"loss", "loss_cor", "loss_self"}),
+    (["method.cgra_reduce=sum"], {"loss", "loss_cor", "loss_self"}),
 ])
 def test_every_option_builds_trains_and_reports_its_parts(overrides, parts):
     method = build_method(load_config(None, [*TINY, *overrides]))
@@ -66,7 +71,7 @@ def test_one_shared_model_has_one_set_of_encoder_weights():
 
 def test_aligned_pairs_score_a_lower_selfcl_than_shuffled_pairs_after_a_few_steps():
     torch.manual_seed(0)
-    method = build_method(load_config(None, [*TINY, "method.lambda_cor=0.0", "method.lambda_self=1.0"]))
+    method = build_method(load_config(None, [*TINY, *PAPER_LOSS, "method.lambda_cor=0.0", "method.lambda_self=1.0"]))
     batch = _batch(b=8)
     opt = torch.optim.SGD(method.parameters(), lr=0.05, momentum=0.9)
     for _ in range(15):
@@ -92,9 +97,70 @@ def test_evaluation_features_are_the_fused_features_for_both_modalities():
         assert torch.allclose(method.embed(b["video"], None, "video"), method.video_encoder(b["video"]))
 
 
+@pytest.mark.parametrize("loss_on", ["encoder", "projector"])
+def test_off_the_fused_path_the_losses_compare_the_encoder_or_projector_features_and_amfm_gets_no_gradient(loss_on):
+    method = build_method(load_config(None, [*TINY, f"method.loss_on={loss_on}", "method.proj_dim=16"]))
+    batch = _batch()
+    out = method(batch)
+    v, a = method.video_encoder(batch["video"]), method.audio_encoder(batch["audio"])
+    z_v, z_a = (method.video_proj(v), method.audio_proj(a)) if loss_on == "projector" else (v, a)
+    assert z_v.shape[1] == (16 if loss_on == "projector" else method.feature_dim)
+    torch.testing.assert_close(out["loss_cor"], cross_correlation_loss(z_v, z_a, lambd=0.005, reduction="mean"))
+    torch.testing.assert_close(out["loss_self"], info_nce_cross_modal(z_v, z_a, temperature=0.5))
+    out["loss"].backward()
+    assert all(p.grad is None for p in method.amfm.parameters())
+    assert all(p.grad is not None for p in method.video_encoder.parameters())
+    assert method.find_unused_parameters  # DDP must not wait for AMFM's gradient
+    assert hasattr(method, "video_proj") == (loss_on == "projector")
+
+
+def test_the_pregate_features_are_the_encoders_features_concatenated():
+    method = build_method(load_config(None, TINY)).eval()
+    b = _batch()
+    with torch.no_grad():
+        pre = method.embed(b["video"], b["audio"], "both", features="pregate")
+        assert torch.allclose(pre, torch.cat([method.video_encoder(b["video"]), method.audio_encoder(b["audio"])], 1))
+
+
+def test_a_config_saved_before_loss_on_existed_rebuilds_the_fused_summed_method():
+    from avcl.config import config_from_dict
+
+    tree = load_config(None, TINY).to_dict()
+    del tree["method"]["loss_on"], tree["method"]["cgra_reduce"]
+    cfg = config_from_dict(tree)
+    assert (cfg.method.loss_on, cfg.method.cgra_reduce) == ("fused", "sum")
+    assert not hasattr(build_method(cfg), "video_proj")
+
+
 def test_c3d_on_too_short_clips_is_a_clear_error():
     from avcl.errors import UserError
 
     method = build_method(load_config(None, [*TINY, "model.backbone=c3d"]))
     with pytest.raises(UserError, match="at least 8 frames"):
         method(_batch())
+
+
+def _flat(tree, prefix=""):
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            yield from _flat(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+@pytest.mark.parametrize("backbone", ["r3d", "c3d", "r21d"])
+def test_the_paper_literal_preset_differs_from_the_default_exactly_in_the_documented_keys(backbone):
+    from pathlib import Path
+
+    from avcl.config import PAPER_LITERAL, Config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    default = dict(_flat(load_config(configs / f"avcl_{backbone}.yaml").to_dict()))
+    paper = dict(_flat(load_config(configs / f"avcl_paper_{backbone}.yaml").to_dict()))
+    differ = {k for k in default if default[k] != paper[k]}
+    assert differ == set(PAPER_LITERAL) | {"train.out"}
+    assert {k: paper[k] for k in PAPER_LITERAL} == PAPER_LITERAL
+    # the method defaults are the avcl_* presets' method options: PAPER_LITERAL is what the defaults change
+    built_in = dict(_flat(Config().to_dict()))
+    assert {k: default[k] for k in default if k.startswith("method.")} == {k: built_in[k] for k in built_in if k.startswith("method.")}
+    assert "method.lambda_cor" not in differ and paper["method.lambda_cor"] == 0.9 and paper["method.lambda_self"] == 0.1

@@ -137,3 +137,13 @@ def test_negative_cosine_stops_the_gradient_of_its_target():
     torch.testing.assert_close(value, -F.cosine_similarity(p, z, dim=1).mean())
     value.backward()
     assert p.grad is not None and z.grad is None
+
+
+def test_cross_correlation_mean_reduction_is_the_sum_divided_by_the_dimension():
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(10, 7, generator=g), torch.randn(10, 7, generator=g)
+    for standardize in (True, False):
+        total = cross_correlation_loss(z1, z2, standardize=standardize)
+        torch.testing.assert_close(cross_correlation_loss(z1, z2, standardize=standardize, reduction="mean"), total / 7)
+    with pytest.raises(ValueError, match="reduction"):
+        cross_correlation_loss(z1, z2, reduction="max")

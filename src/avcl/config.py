@@ -75,11 +75,13 @@ class MethodConfig:
     cgra_layer: str = "pool"  # conv3 | conv4 | conv5 | pool | conv5+pool
     cgra_lambda: float = 0.005  # off-diagonal weight of the cross-correlation loss
     standardize: bool = True  # zero-mean, unit-variance features before Eq. 6
+    cgra_reduce: str = "mean"  # sum (Eq. 5 as printed, grows with D) | mean (divided by D)
+    loss_on: str = "projector"  # fused (AMFM outputs, the paper) | encoder | projector: what CGRA/SelfCL compare
     selfcl: bool = True
     lambda_cor: float = 0.9
     lambda_self: float = 0.1
     temperature: float = 0.5
-    # comparison methods (METHOD.md section 4)
+    # projector heads: AVCL with loss_on=projector, and the comparison methods (METHOD.md section 4)
     proj_dim: int = 128
     proj_hidden: int = 512
     barlow_proj_dim: int = 2048
@@ -270,9 +272,24 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     return cfg
 
 
+# Method options added after checkpoints were already being saved, with the value that reproduces how
+# those earlier runs were trained (a saved config without the key predates the option).
+SAVED_CONFIG_FALLBACKS = {"method": {"loss_on": "fused", "cgra_reduce": "sum"}}
+
+
+def upgrade_saved(tree: dict) -> dict:
+    """A saved config with the keys it predates filled in as the run was trained."""
+    tree = {k: dict(v) if isinstance(v, dict) else v for k, v in tree.items()}
+    for section, keys in SAVED_CONFIG_FALLBACKS.items():
+        if isinstance(tree.get(section), dict):
+            for key, value in keys.items():
+                tree[section].setdefault(key, value)
+    return tree
+
+
 def config_from_dict(tree: dict) -> Config:
     """Rebuild a config saved beside a checkpoint."""
-    return apply_dict(Config(), tree, "saved config")
+    return apply_dict(Config(), upgrade_saved(tree), "saved config")
 
 
 _CHOICES = {
@@ -281,6 +298,8 @@ _CHOICES = {
     "model.c3d_audio": ("no_temporal_pool", "tile"),
     "method.gate": ("sigmoid", "relu"),
     "method.cgra_layer": ("conv3", "conv4", "conv5", "pool", "conv5+pool"),
+    "method.cgra_reduce": ("sum", "mean"),
+    "method.loss_on": ("fused", "encoder", "projector"),
     "method.iic_intra": ("repeat", "shuffle", "both"),
     "method.supervised_modality": ("video", "audio", "both"),
     "optim.name": ("sgd", "adamw"),
@@ -316,3 +335,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError("data.audio_crop must not exceed data.audio_size, and crops must be positive")
     if cfg.model.width <= 0:
         raise ConfigError("model.width must be positive")
+
+
+# The method keys on which the paper-literal presets (configs/avcl_paper_*.yaml) differ from the
+# defaults, with the paper's value (README, "Where this implementation interprets the paper").
+PAPER_LITERAL = {
+    "method.gate": "relu",
+    "method.standardize": False,
+    "method.loss_on": "fused",
+    "method.cgra_reduce": "sum",
+}

@@ -79,7 +79,7 @@ def info_nce_cross_modal_extra(v: Tensor, a: Tensor, extra_negatives: Tensor | N
 
 
 def cross_correlation_loss(z1: Tensor, z2: Tensor, lambd: float = 0.005, standardize: bool = True,
-                           eps: float = 1e-5) -> Tensor:
+                           eps: float = 1e-5, reduction: str = "sum") -> Tensor:
     """CGRA (paper Eq. 5-6), the Barlow Twins loss: ``sum_i (1 - C_ii)^2 + lambd * sum_{i!=j} C_ij^2``.
 
     ``z1``, ``z2``: ``(B, D)``. ``C`` (``D x D``) is the cross-correlation along the global batch of N
@@ -88,7 +88,12 @@ def cross_correlation_loss(z1: Tensor, z2: Tensor, lambd: float = 0.005, standar
     ``C = z1n^T z2n / N``; without it ``C`` is Eq. 6 as printed, the cosine of the columns
     (``eps * N`` added to each column's sum of squares). Under DDP the column sums, sums of squares and
     ``z1n^T z2n`` are summed over ranks with gradient, so every rank holds the global ``C``.
+
+    ``reduction="sum"`` is Eq. 5 as printed (it grows with D); ``"mean"`` divides it by D, so that the
+    loss and its gradient keep one scale whatever the feature width.
     """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     with torch.autocast(z1.device.type, enabled=False):
         z1, z2 = _fp32(z1, z2)
         n = z1.shape[0] * world_size()
@@ -102,7 +107,8 @@ def cross_correlation_loss(z1: Tensor, z2: Tensor, lambd: float = 0.005, standar
         c = all_reduce_with_grad(unit_columns(z1).T @ unit_columns(z2))
         on_diag = torch.diagonal(c)
         off_diag = c.masked_fill(torch.eye(c.shape[0], dtype=torch.bool, device=c.device), 0.0)
-        return (1 - on_diag).pow(2).sum() + lambd * off_diag.pow(2).sum()
+        loss = (1 - on_diag).pow(2).sum() + lambd * off_diag.pow(2).sum()
+        return loss / c.shape[0] if reduction == "mean" else loss
 
 
 def negative_cosine(p: Tensor, z: Tensor) -> Tensor:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from avcl.config import Config, apply_dict, load_config, parse_override, set_key, validate
+from avcl.config import Config, apply_dict, load_config, parse_override, set_key, upgrade_saved, validate
 
 
 def add_config_options(parser: argparse.ArgumentParser, out_help: str = "run folder (train.out)") -> None:
@@ -19,7 +19,7 @@ def config_from_args(args: argparse.Namespace, base: dict | None = None) -> Conf
     if base is None:
         cfg = load_config(args.config, args.overrides)
     else:
-        cfg = apply_dict(Config(), base, "checkpoint config")
+        cfg = apply_dict(Config(), upgrade_saved(base), "checkpoint config")
         if args.config:
             cfg = apply_dict(cfg, load_config(args.config).to_dict(), args.config)
         for text in args.overrides:

@@ -248,6 +248,7 @@ class Trainer:
             self.cfg.save(self.out / "config.yaml")
         while self.state.epoch < self.epochs:
             means = self.train_epoch(self.state.epoch)
+            means.update(self.method_diagnostics())
             metrics = self.evaluate(self.method) if (self.evaluate is not None and self.is_main) else {}
             record = {"epoch": self.state.epoch + 1, **means, **metrics}
             improved = False
@@ -295,6 +296,7 @@ class Trainer:
             except StopIteration:
                 break
             batch = to_model_input(batch, cfg.data, self.device, channels_last=cfg.train.channels_last)
+            self._last_batch = batch
             t1 = time.perf_counter()
             out = optimisation_step(self.model, self.method, self.optimizer, batch, cfg, self.device, self._all_finite)
             if out is None:
@@ -334,6 +336,15 @@ class Trainer:
         means["data_wait_fraction"] = wait / total if total > 0 else 0.0
         means["step_time_s"] = total / max(count, 1)
         return means
+
+    def method_diagnostics(self) -> dict[str, float]:
+        """The method's ``diagnostics(batch) -> dict[str, float]`` (e.g. AVCL's gradient ratios), if it has
+        one, on the epoch's last batch; the values join the epoch record."""
+        fn = getattr(self.method, "diagnostics", None)
+        batch, self._last_batch = getattr(self, "_last_batch", None), None
+        if fn is None or batch is None:
+            return {}
+        return {k: float(v) for k, v in fn(batch).items()}
 
     def _all_finite(self, loss: torch.Tensor) -> bool:
         finite = torch.isfinite(loss.detach()).float()

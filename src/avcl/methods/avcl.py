@@ -8,6 +8,7 @@ from avcl.config import Config
 from avcl.losses import cross_correlation_loss, info_nce_cross_modal
 from avcl.methods.base import Method
 from avcl.models.fusion import AMFM
+from avcl.models.heads import mlp
 
 # Which encoder outputs each CGRA setting aligns (paper Table 2). Conv feature maps are globally
 # average-pooled to vectors before the cross-correlation (METHOD.md section 3).
@@ -27,9 +28,20 @@ def _global_pool(x: Tensor) -> Tensor:
 class AVCL(Method):
     """``L = lambda_cor * L_cor + lambda_self * L_self`` (Eq. 11).
 
-    The pool-final features of both encoders are recalibrated by AMFM (Eq. 1-4); CGRA (Eq. 5-6)
-    aligns the chosen layer across modalities; SelfCL (Eq. 7-10) contrasts each video with its own
-    audio against the other videos and audios of the (global) batch.
+    CGRA (Eq. 5-6) aligns the chosen layer across modalities; SelfCL (Eq. 7-10) contrasts each video
+    with its own audio against the other videos and audios of the (global) batch. ``method.loss_on``
+    says which pool-final features the two losses compare:
+
+    - ``fused``: the AMFM outputs ``g * v`` and ``g * a`` (Eq. 1-4), as the paper. One gate computed from
+      the pair multiplies both modalities, so the gate alone can make a pair match (a shortcut that
+      :mod:`avcl.evaluation.diagnostics` measures).
+    - ``encoder``: the encoders' own features ``v`` and ``a``.
+    - ``projector``: ``p_v(v)`` and ``p_a(a)``, one MLP projector per modality (``proj_hidden``,
+      ``proj_dim``), dropped after pretraining.
+
+    With ``encoder`` or ``projector`` AMFM is not in the pretraining loss path: it gets no gradient in
+    pretraining and is learned with the classifier when fine-tuning (the linear probe reads it as
+    initialised).
     """
 
     name = "avcl"
@@ -39,36 +51,67 @@ class AVCL(Method):
         m = cfg.method
         self.amfm = AMFM(self.feature_dim, self.audio_encoder.out_dim, gate=m.gate) if m.amfm else None
         self.cgra_layers = CGRA_LAYERS[m.cgra_layer] if m.cgra else ()
+        self.loss_on = m.loss_on
+        if m.loss_on == "projector":
+            self.video_proj = mlp(self.feature_dim, m.proj_hidden, m.proj_dim)
+            self.audio_proj = mlp(self.audio_encoder.out_dim, m.proj_hidden, m.proj_dim)
+        # AMFM outside the loss path gets no gradient in pretraining: DDP must not wait for it
+        self.find_unused_parameters = m.amfm and m.loss_on != "fused"
 
     def fuse(self, v: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
         return self.amfm(v, a) if self.amfm is not None else (v, a)
 
-    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def loss_features(self, v: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
+        """The pool-final pair the losses compare, from the encoders' features ``(B, D)``."""
+        if self.loss_on == "fused":
+            return self.fuse(v, a)
+        if self.loss_on == "projector":
+            return self.video_proj(v), self.audio_proj(a)
+        return v, a
+
+    def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, tuple[float, Tensor]]:
+        """``{"cor": (lambda_cor, L_cor), "self": (lambda_self, L_self)}`` for the terms that are on."""
         m = self.cfg.method
         layers = tuple(dict.fromkeys(("pool",) + self.cgra_layers))
         feats_v = self.video_encoder.forward_features(batch["video"], layers)
         feats_a = self.audio_encoder.forward_features(batch["audio"], layers)
-        f_v, f_a = self.fuse(feats_v["pool"], feats_a["pool"])
-
-        out: dict[str, Tensor] = {}
-        loss = f_v.new_zeros(())
+        z_v, z_a = self.loss_features(feats_v["pool"], feats_a["pool"])
+        terms: dict[str, tuple[float, Tensor]] = {}
         if self.cgra_layers:
-            l_cor = f_v.new_zeros(())
+            l_cor = z_v.new_zeros((), dtype=torch.float32)
             for layer in self.cgra_layers:
-                z_v, z_a = (f_v, f_a) if layer == "pool" else (_global_pool(feats_v[layer]), _global_pool(feats_a[layer]))
-                l_cor = l_cor + cross_correlation_loss(z_v.float(), z_a.float(), lambd=m.cgra_lambda, standardize=m.standardize)
-            out["loss_cor"] = l_cor.detach()
-            loss = loss + m.lambda_cor * l_cor
+                x_v, x_a = (z_v, z_a) if layer == "pool" else (_global_pool(feats_v[layer]), _global_pool(feats_a[layer]))
+                l_cor = l_cor + cross_correlation_loss(x_v.float(), x_a.float(), lambd=m.cgra_lambda,
+                                                       standardize=m.standardize, reduction=m.cgra_reduce)
+            terms["cor"] = (m.lambda_cor, l_cor)
         if m.selfcl:
-            l_self = info_nce_cross_modal(f_v.float(), f_a.float(), temperature=m.temperature)
-            out["loss_self"] = l_self.detach()
-            loss = loss + m.lambda_self * l_self
+            terms["self"] = (m.lambda_self, info_nce_cross_modal(z_v.float(), z_a.float(), temperature=m.temperature))
+        return terms
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        terms = self.loss_terms(batch)
+        out: dict[str, Tensor] = {f"loss_{name}": value.detach() for name, (_, value) in terms.items()}
+        loss = sum((weight * value for weight, value in terms.values()), batch["video"].new_zeros((), dtype=torch.float32))
         out["loss"] = loss
         return out
 
-    def embed(self, video: Tensor | None, audio: Tensor | None, modality: str = "both") -> Tensor:
-        """Table 4 evaluates AVCL on the AMFM-fused features, concatenated."""
-        if modality != "both" or self.amfm is None:
+    def diagnostics(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """Once per epoch on one batch: gradient norms of the weighted terms at the encoders, and the
+        gate-only check of that batch (:mod:`avcl.evaluation.diagnostics`)."""
+        from avcl.evaluation.diagnostics import batch_gate_only, gradient_norms
+
+        out = gradient_norms(self, batch)
+        if self.amfm is not None:
+            out.update(batch_gate_only(self, batch))
+        return out
+
+    def embed(self, video: Tensor | None, audio: Tensor | None, modality: str = "both",
+              features: str = "gated") -> Tensor:
+        """Table 4 evaluates AVCL on the AMFM-fused features, concatenated (``features="gated"``);
+        ``features="pregate"`` gives the encoders' features, concatenated."""
+        if features not in ("gated", "pregate"):
+            raise ValueError(f"features must be 'gated' or 'pregate', got {features!r}")
+        if modality != "both" or self.amfm is None or features == "pregate":
             return super().embed(video, audio, modality)
         f_v, f_a = self.fuse(self.video_encoder(video), self.audio_encoder(audio))
         return torch.cat([f_v, f_a], dim=1)
