@@ -72,13 +72,14 @@ class _Stages:
         log = self.out / "logs" / f"{name}.log"
         with contextlib.ExitStack() as stack:
             if not self.verbose:
-                f = stack.enter_context(open(log, "a"))
+                f = stack.enter_context(open(log, "a", buffering=1))  # line-buffered: the log follows the run
                 stack.enter_context(contextlib.redirect_stdout(f))
                 stack.enter_context(contextlib.redirect_stderr(f))
             yield
-        self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - wall
-        self.cpu[name] = self.cpu.get(name, 0.0) + self._cpu() - cpu
-        print(f" {time.perf_counter() - wall:.0f} s", flush=True)
+        wall, cpu = time.perf_counter() - wall, self._cpu() - cpu
+        self.wall[name] = self.wall.get(name, 0.0) + wall
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu
+        print(f" {wall:.0f} s (CPU {cpu:.0f} s)", flush=True)
 
     def line(self) -> str:
         parts = [f"{k} {self.wall[k]:.0f}/{self.cpu[k]:.0f}" for k in self.wall]
