@@ -47,16 +47,20 @@ PATTERNS = ("bounce", "slide", "swing", "pulse")
 SOUNDS = ("bell", "drum", "pluck", "clap")
 
 # The fixed class order. Any prefix keeps the grid as complete as it can be: from 3 classes on, some
-# classes share a pattern and others a timbre; the first 4 form a 2x2 grid, the first 9 a 3x3 grid,
-# the first 12 (the default) 4 patterns x 3 timbres, all 16 the full 4x4 grid.
+# classes share a pattern and others a timbre; the first 4 form a 2x2 grid, the first 8 (the default)
+# 4 patterns x 2 timbres, the first 12 4 patterns x 3 timbres, all 16 the full 4x4 grid.
 _CLASS_ORDER: tuple[tuple[str, str], ...] = (
     ("bounce", "bell"), ("slide", "drum"), ("bounce", "drum"), ("slide", "bell"),
-    ("swing", "pluck"), ("swing", "bell"), ("bounce", "pluck"), ("slide", "pluck"), ("swing", "drum"),
-    ("pulse", "bell"), ("pulse", "drum"), ("pulse", "pluck"),
+    ("swing", "bell"), ("swing", "drum"), ("pulse", "bell"), ("pulse", "drum"),
+    ("bounce", "pluck"), ("slide", "pluck"), ("swing", "pluck"), ("pulse", "pluck"),
     ("bounce", "clap"), ("slide", "clap"), ("swing", "clap"), ("pulse", "clap"),
 )
 MAX_CLASSES = len(_CLASS_ORDER)
 SPLITS = ("train", "val", "test")
+# How the sound codes the motion pattern (``sound_code``): "timing", one shared texture sound whose
+# loudness follows the motion of the pattern (the pattern is in *when* it is loud, not in its spectrum);
+# "spectrum", a texture of its own per pattern (TEXTURE_OF_PATTERN: whistle, scrape, whoosh, hum).
+SOUND_CODES = ("timing", "spectrum")
 MANIFEST_COLUMNS = ("path", "label", "split", "pattern", "sound", "frames", "duration", "events", "shape", "texture",
                     "video_sha256", "audio_sha256")
 # The cross-modal class cues: the shape that shows a timbre, and the sound texture that a pattern makes.
@@ -94,6 +98,12 @@ class _VideoJob:
     difficulty: float
     sample_rate: int
     cue: float
+    look: float = 0.35
+    size: float = 1.5
+    distractors: int = 0
+    ambient: float = 0.05
+    sound_code: str = "timing"
+    event_rate: float = 0.8
 
 
 @dataclass
@@ -107,20 +117,23 @@ class _Clip:
     texture: str  # the sound texture that follows the motion (a value of TEXTURE_OF_PATTERN)
 
 
-def _event_schedule(rng: np.random.Generator, num_frames: int, fps: int, difficulty: float) -> np.ndarray:
-    """Impact frames that recur over the whole clip, one interval apart (0.9-2 s, jittered per impact).
+def _event_schedule(rng: np.random.Generator, num_frames: int, fps: int, difficulty: float,
+                    event_rate: float = 0.8) -> np.ndarray:
+    """Impact frames that recur over the whole clip, one interval apart (``1 / event_rate`` seconds times
+    0.8-1.25 per video, jittered per impact by 10 % (difficulty 0) to 35 % (difficulty 1)), at least 3
+    frames apart.
 
     Returns ``(N,)`` increasing frames: a virtual impact before the clip (frame -1 or earlier), the
     impacts inside it, and a virtual one at or after its end, so every instant of the clip lies between
     two impacts (see :func:`_schedule_at`).
     """
-    base = rng.uniform(0.9, 2.0) * fps
+    base = rng.uniform(0.8, 1.25) * fps / event_rate
     jitter = 0.1 + 0.25 * difficulty
     first = int(rng.integers(1, max(2, min(round(base), num_frames // 2)) + 1))
-    starts = [min(-1, first - max(6, round(base * rng.uniform(1 - jitter, 1 + jitter))))]
+    starts = [min(-1, first - max(3, round(base * rng.uniform(1 - jitter, 1 + jitter))))]
     starts.append(first)
     while starts[-1] <= num_frames:
-        starts.append(starts[-1] + max(6, round(base * rng.uniform(1 - jitter, 1 + jitter))))
+        starts.append(starts[-1] + max(3, round(base * rng.uniform(1 - jitter, 1 + jitter))))
     return np.asarray(starts)
 
 
@@ -162,6 +175,17 @@ def _random_colour(rng: np.random.Generator, c1: np.ndarray, c2: np.ndarray, min
         if score >= 1:
             break
     return best.astype(np.float32)
+
+
+# The fixed palette the looks vary around (``look``): background gradient ends, floor, walls, object.
+_PALETTE = {"c1": (70.0, 90.0, 120.0), "c2": (110.0, 130.0, 150.0), "floor": (60.0, 50.0, 40.0),
+            "wall": (150.0, 150.0, 160.0), "object": (235.0, 205.0, 60.0), "rod": (30.0, 30.0, 30.0)}
+
+
+def _look_colour(rng: np.random.Generator, name: str, look: float) -> np.ndarray:
+    """(3,) the palette colour ``name`` moved by ``look`` times a uniform draw in [-128, 128] per channel
+    (``look=1``: nearly any colour; 0: always the palette's). Always three draws, whatever ``look``."""
+    return np.clip(np.asarray(_PALETTE[name]) + look * rng.uniform(-128, 128, 3), 0, 255).astype(np.float32)
 
 
 def _smooth_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -246,40 +270,43 @@ def _draw_cues(rng: np.random.Generator, pattern: str, sound: str, cue: float) -
 
 
 def _render_frames(rng: np.random.Generator, pattern: str, shape: str, starts: np.ndarray, num_frames: int,
-                   height: int, width: int, fps: int, difficulty: float) -> np.ndarray:
+                   height: int, width: int, fps: int, difficulty: float, look: float = 0.35, size: float = 1.5,
+                   distractors: int = 0) -> np.ndarray:
     """Draw the clip: frames (T, H, W, 3) uint8 of the object of ``shape`` doing ``pattern`` with the
     impacts ``starts`` (see :func:`_event_schedule`).
 
     The scene is a room (a floor and two walls, drawn for every pattern so that the furniture alone
     does not give the pattern away) over a gradient-and-blotches background, silent distractors
-    drifting on smooth paths behind the object, and the object doing its pattern.
+    drifting on smooth paths behind the object, and the object doing its pattern. Colours vary by
+    ``look`` around a fixed palette (:func:`_look_colour`), as do the background's blotches; ``size``
+    scales the object; up to ``distractors`` silent objects move about.
     """
     d = difficulty
     phase, interval, count = _schedule_at(starts, np.arange(num_frames))
 
     # Static scene.
-    c1 = rng.uniform(0, 255, 3)
-    c2 = np.clip(c1 + rng.uniform(-70, 70, 3), 0, 255)
+    c1 = _look_colour(rng, "c1", look).astype(np.float64)
+    c2 = _look_colour(rng, "c2", look).astype(np.float64)
     angle = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     ramp = (np.cos(angle) * xx / width + np.sin(angle) * yy / height)
     ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
     bg = c1 + ramp[..., None] * (c2 - c1)
-    texture_amp = rng.uniform(5, 10 + 40 * d)
+    texture_amp = look * rng.uniform(5, 10 + 40 * d) / 0.35
     bg += texture_amp * _smooth_texture(rng, height, width)[..., None] * rng.uniform(0.5, 1.0, 3)
     floor_h = max(2, round(height * rng.uniform(0.06, 0.14)))
     floor_top = height - floor_h
     left = max(1, round(width * rng.uniform(0.02, 0.12)))
     right = width - max(1, round(width * rng.uniform(0.02, 0.12)))
-    bg[floor_top:] = _random_colour(rng, c1, c2, 60)
-    wall_colour = _random_colour(rng, c1, c2, 60)
+    bg[floor_top:] = _look_colour(rng, "floor", look)
+    wall_colour = _look_colour(rng, "wall", look)
     bg[:floor_top, :left] = wall_colour
     bg[:floor_top, right:] = wall_colour
     bg = bg.astype(np.float32)
 
     # The object. Sizes are in pixels relative to the frame height so every frame size looks alike.
-    r = float(height * rng.uniform(0.06, 0.09 + 0.04 * d))
-    colour = _random_colour(rng, c1, c2, 100)
+    r = float(height * rng.uniform(0.06, 0.09 + 0.04 * d)) * size
+    colour = _look_colour(rng, "object", look)
     room_h, room_w = float(floor_top), float(right - left)
     rel = interval / interval.max()  # longer interval, larger swing or bounce (as with gravity)
     flash = np.zeros(num_frames, np.float32)
@@ -311,7 +338,7 @@ def _render_frames(rng: np.random.Generator, pattern: str, shape: str, starts: n
         # The post the bob strikes when it swings back to the vertical.
         post_x0 = round(px - side * r - (post_w if side > 0 else 0))
         bg[int(py + length - r):floor_top, max(0, post_x0):max(0, post_x0 + round(post_w))] = wall_colour
-        rod = (px, py, max(0.8, r / 5), _random_colour(rng, c1, c2, 60))
+        rod = (px, py, max(0.8, r / 5), _look_colour(rng, "rod", look))
     else:  # pulse: the object swells and lights up at each beat, then relaxes
         cx = np.full(num_frames, rng.uniform(left + 2 * r, right - 2 * r), np.float32)
         cy = np.full(num_frames, rng.uniform(2 * r, floor_top - 2 * r), np.float32)
@@ -321,16 +348,16 @@ def _render_frames(rng: np.random.Generator, pattern: str, shape: str, starts: n
 
     # Silent distractors on smooth Lissajous paths: motion without any impact.
     t = np.arange(num_frames, dtype=np.float32) / fps
-    distractors = []
-    for _ in range(int(rng.integers(0, int(3 * d + 0.5) + 1))):
+    movers = []
+    for _ in range(int(rng.integers(0, distractors + 1))):
         dr = r * rng.uniform(0.5, 1.0)
         ax, ay = rng.uniform(0.1, 0.45) * room_w, rng.uniform(0.1, 0.45) * room_h
         xc = rng.uniform(left + ax, right - ax) if room_w > 2 * ax else (left + right) / 2
         yc = rng.uniform(ay, floor_top - ay) if room_h > 2 * ay else room_h / 2
         fx, fy = rng.uniform(0.15, 0.5, 2)
         p1, p2 = rng.uniform(0, 2 * np.pi, 2)
-        distractors.append((
-            _SHAPES[int(rng.integers(len(_SHAPES)))], dr, _random_colour(rng, c1, c2, 60),
+        movers.append((
+            _SHAPES[int(rng.integers(len(_SHAPES)))], dr, _random_colour(rng, c1, c2, 60 + 40 * look),
             xc + ax * np.sin(2 * np.pi * fx * t + p1), yc + ay * np.sin(2 * np.pi * fy * t + p2),
         ))
 
@@ -340,7 +367,7 @@ def _render_frames(rng: np.random.Generator, pattern: str, shape: str, starts: n
     noise_std = np.float32(1.0 + 10.0 * d)
     for f in range(num_frames):
         img = bg.copy()
-        for dshape, dr, dcolour, dx, dy in distractors:
+        for dshape, dr, dcolour, dx, dy in movers:
             _stamp(img, dshape, float(dx[f]), float(dy[f]), dr, dcolour)
         if rod is not None:
             px, py, half_w, rod_colour = rod
@@ -440,6 +467,39 @@ def _distractor_sound(rng: np.random.Generator, sr: int) -> np.ndarray:
     return (np.sin(2 * np.pi * np.exp(rng.uniform(np.log(200), np.log(3000))) * t) * np.exp(-t / 0.05)).astype(np.float32)
 
 
+_PATTERN_OF_TEXTURE = {texture: pattern for pattern, texture in TEXTURE_OF_PATTERN.items()}
+
+
+# The phase of the motion cycle (0: an impact, 1: the next) at which the shared texture sounds, per pattern.
+TEXTURE_PHASE = {"bounce": 0.2, "slide": 0.4, "swing": 0.6, "pulse": 0.8}
+_TEXTURE_WIDTH = 0.3  # the burst's length, as a fraction of the cycle
+
+
+def motion_envelope(pattern: str, starts: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(N,) float64 in [0, 1]: how loud the shared texture is at the instants ``t`` (in frames) when it
+    follows the motion of ``pattern`` with the impacts ``starts``.
+
+    One burst per motion cycle (a raised cosine lasting 30 % of the cycle), centred on the phase
+    :data:`TEXTURE_PHASE` of ``pattern``: 0.2 of the way from one impact to the next for ``bounce`` (the
+    ball rising), 0.4 for ``slide`` (the block near the middle), 0.6 for ``swing`` (the bob swinging
+    back) and 0.8 for ``pulse`` (the object relaxed, before the next swell). The bursts have the same
+    shape, length and loudness for every pattern, so the texture's spectrum and loudness statistics are
+    the same; only *when* it sounds relative to the impacts, i.e. to the visible motion, tells the pattern.
+    """
+    phase, _, _ = _schedule_at(starts, t)
+    distance = np.abs((phase - TEXTURE_PHASE[pattern] + 0.5) % 1.0 - 0.5)  # circular, in cycles
+    return np.where(distance < _TEXTURE_WIDTH / 2, 0.5 + 0.5 * np.cos(2 * np.pi * distance / _TEXTURE_WIDTH), 0.0)
+
+
+def _timing_texture(rng: np.random.Generator, texture: str, starts: np.ndarray, num_samples: int, fps: int,
+                    sr: int) -> np.ndarray:
+    """(S,) float32: the shared texture (band noise, 1-2 kHz centre, one octave) whose loudness follows the
+    motion of the pattern of ``texture`` (:func:`motion_envelope`); unit RMS. Same draws for every texture."""
+    carrier = _band_noise(rng, num_samples, sr, 1400 * 2 ** rng.uniform(-0.5, 0.5), 0.5)
+    t = np.arange(num_samples) * (fps / sr)
+    return (carrier * motion_envelope(_PATTERN_OF_TEXTURE[texture], starts, t)).astype(np.float32)
+
+
 def _texture(rng: np.random.Generator, texture: str, starts: np.ndarray, num_samples: int, fps: int,
              sr: int) -> np.ndarray:
     """(S,) float32: the sound ``texture`` that the motion of its pattern makes between the impacts ``starts``.
@@ -486,10 +546,14 @@ def _add_at(audio: np.ndarray, sound: np.ndarray, start: int) -> None:
 
 
 def _render_audio(rng: np.random.Generator, sound: str, texture: str, events: list[int], starts: np.ndarray,
-                  num_samples: int, fps: int, sr: int, difficulty: float) -> np.ndarray:
+                  num_samples: int, fps: int, sr: int, difficulty: float, distractors: int = 0,
+                  ambient: float = 0.05, sound_code: str = "timing") -> np.ndarray:
     """(S,) float32: the class sound at every impact frame of ``events`` (onset at ``frame * sr / fps``),
     distractor sounds at random times, background noise, and the motion ``texture`` over the impact
-    schedule ``starts``, 12 dB (difficulty 0) to 20 dB (difficulty 1) below the impacts."""
+    schedule ``starts``. ``sound_code`` "timing": the shared texture of :func:`_timing_texture` at -10 dB
+    (RMS) from the impacts' peak level; "spectrum": the pattern's own texture (:func:`_texture`), 12 dB
+    (difficulty 0) to 20 dB (difficulty 1) below. ``ambient``: the background noise's RMS relative to the
+    impacts' peak level. ``distractors``: sounds without a visual event, ``distractors / 2`` a second."""
     d = difficulty
     func, centre = _TIMBRES[sound]
     spread = 0.3 + 0.5 * d  # octaves either side of the timbre's centre
@@ -501,12 +565,15 @@ def _render_audio(rng: np.random.Generator, sound: str, texture: str, events: li
         hit = func(rng, f0 * 2 ** rng.normal(0, 0.02), sr, decay)
         _add_at(audio, loudness * rng.uniform(0.7, 1.0) * hit, round(e * sr / fps))
     seconds = num_samples / sr
-    for _ in range(int(rng.poisson(1.0 * d * seconds))):
+    for _ in range(int(rng.poisson(0.5 * distractors * seconds))):
         gain = loudness * rng.uniform(0.15, 0.45)
         _add_at(audio, gain * _distractor_sound(rng, sr), int(rng.integers(0, num_samples)))
-    audio += loudness * (0.01 + 0.08 * d) * _coloured_noise(rng, num_samples, sr)
+    audio += loudness * ambient * _coloured_noise(rng, num_samples, sr)
     # Drawn last, so that the texture a video gets leaves every other part of it unchanged.
-    audio += loudness * 10 ** (-(12 + 8 * d) / 20) * _texture(rng, texture, starts, num_samples, fps, sr)
+    if sound_code == "timing":
+        audio += loudness * 10 ** (-10 / 20) * _timing_texture(rng, texture, starts, num_samples, fps, sr)
+    else:
+        audio += loudness * 10 ** (-(12 + 8 * d) / 20) * _texture(rng, texture, starts, num_samples, fps, sr)
     peak = float(np.abs(audio).max())
     if peak > 0.95:  # scale rather than clip, so the waveform keeps its shape
         audio *= 0.95 / peak
@@ -519,13 +586,13 @@ def _render_clip(job: _VideoJob) -> _Clip:
     rng = np.random.default_rng(np.random.SeedSequence([job.seed, job.class_index, job.index]))
     shape, texture = _draw_cues(rng, pattern, sound, job.cue)
     num_frames = max(2, round(rng.uniform(job.min_duration, job.max_duration) * job.fps))
-    starts = _event_schedule(rng, num_frames, job.fps, job.difficulty)
+    starts = _event_schedule(rng, num_frames, job.fps, job.difficulty, job.event_rate)
     frames = _render_frames(rng, pattern, shape, starts, num_frames, job.height, job.width, job.fps,
-                            job.difficulty)
+                            job.difficulty, job.look, job.size, job.distractors)
     events = [int(e) for e in starts if 0 <= e < num_frames]
     num_samples = round(num_frames * job.sample_rate / job.fps)
     audio = _render_audio(rng, sound, texture, events, starts, num_samples, job.fps, job.sample_rate,
-                          job.difficulty)
+                          job.difficulty, job.distractors, job.ambient, job.sound_code)
     return _Clip(frames, audio, events, shape, texture)
 
 
@@ -702,7 +769,9 @@ def split_counts(n: int, splits: tuple[float, float, float]) -> tuple[int, int, 
 
 def _check_arguments(classes: int, per_class: int, height: int, width: int, fps: int, min_duration: float,
                      max_duration: float, difficulty: float, sample_rate: int,
-                     splits: tuple[float, float, float], workers: int, cue: float) -> None:
+                     splits: tuple[float, float, float], workers: int, cue: float, look: float = 0.35,
+                     size: float = 1.5, distractors: int = 0, ambient: float = 0.05, sound_code: str = "timing",
+                     event_rate: float = 0.8) -> None:
     class_names(classes)  # checks the range
     if per_class < 1:
         raise UserError(f"--per-class must be at least 1, not {per_class}")
@@ -716,6 +785,18 @@ def _check_arguments(classes: int, per_class: int, height: int, width: int, fps:
         raise UserError(f"difficulty must be in [0, 1], not {difficulty}")
     if not 0.0 <= cue <= 1.0:
         raise UserError(f"cue must be in [0, 1], not {cue}")
+    if not 0.0 <= look <= 1.0:
+        raise UserError(f"look must be in [0, 1], not {look}")
+    if not 0.25 <= size <= 3.0:
+        raise UserError(f"size must be in [0.25, 3], not {size}")
+    if distractors < 0:
+        raise UserError(f"distractors must be 0 or more, not {distractors}")
+    if not 0.0 <= ambient <= 1.0:
+        raise UserError(f"ambient must be in [0, 1], not {ambient}")
+    if sound_code not in SOUND_CODES:
+        raise UserError(f"sound_code must be one of {', '.join(SOUND_CODES)}, not {sound_code!r}")
+    if not 0.1 <= event_rate <= fps / 4:
+        raise UserError(f"event_rate must be between 0.1 and fps / 4 ({fps / 4}) events a second, not {event_rate}")
     if sample_rate not in AAC_SAMPLE_RATES:
         raise UserError(f"AAC in MP4 cannot carry {sample_rate} Hz; use one of {', '.join(map(str, AAC_SAMPLE_RATES))}")
     if len(splits) != 3 or min(splits) < 0 or splits[0] <= 0 or abs(sum(splits) - 1) > 1e-6:
@@ -763,11 +844,13 @@ def _run_jobs(jobs: list[_VideoJob], workers: int, progress: bool) -> Iterator[d
                 bar.update()
 
 
-def generate_benchmark(out: str | Path, classes: int = 12, per_class: int = 24, seed: int = 0,
-                       height: int = 128, width: int = 171, fps: int = 25, min_duration: float = 3.0,
+def generate_benchmark(out: str | Path, classes: int = 8, per_class: int = 60, seed: int = 0,
+                       height: int = 128, width: int = 171, fps: int = 8, min_duration: float = 3.0,
                        max_duration: float = 5.0, difficulty: float = 0.5, sample_rate: int = 24000,
-                       splits: tuple[float, float, float] = (0.7, 0.15, 0.15), workers: int = 2,
-                       progress: bool = True, cue: float = 0.75) -> Path:
+                       splits: tuple[float, float, float] = (0.6, 0.15, 0.25), workers: int = 2,
+                       progress: bool = True, cue: float = 1.0, look: float = 0.35, size: float = 1.5,
+                       distractors: int = 0, ambient: float = 0.05, sound_code: str = "timing",
+                       event_rate: float = 0.8) -> Path:
     """Write the benchmark into ``out`` and return the path of its ``manifest.csv``.
 
     ``classes`` pattern-sound classes (the first of the fixed order, see :func:`class_names`) with
@@ -778,14 +861,18 @@ def generate_benchmark(out: str | Path, classes: int = 12, per_class: int = 24, 
     same length. ``difficulty`` in [0, 1] scales noise, distractors and nuisance ranges. ``cue`` in
     [0, 1] is the strength of the cross-modal class cues (the object's shape follows the timbre and a
     quiet sound texture the motion pattern, each with probability ``cue``, see :func:`_draw_cues`);
-    0 makes the two modalities independent at class level. ``workers`` processes render and encode
-    (0 or 1: in this process); the result does not depend on it.
+    0 makes the two modalities independent at class level. The nuisance and coding knobs: ``look``
+    (colour and blotch variation around a fixed palette, 0 to 1), ``size`` (object size factor),
+    ``distractors`` (up to that many silent moving objects; sounds without an event at half that rate
+    a second), ``ambient`` (background noise level), ``sound_code`` (how the sound codes the motion
+    pattern, :data:`SOUND_CODES`) and ``event_rate`` (impacts a second). ``workers`` processes render
+    and encode (0 or 1: in this process); the result does not depend on it.
 
     ``out`` must be new, empty, or a benchmark written before (which is replaced).
     """
     splits = tuple(float(s) for s in splits)  # type: ignore[assignment]
     _check_arguments(classes, per_class, height, width, fps, min_duration, max_duration, difficulty,
-                     sample_rate, splits, workers, cue)
+                     sample_rate, splits, workers, cue, look, size, distractors, ambient, sound_code, event_rate)
     out = Path(out)
     _prepare_folder(out)
     height, width = height + height % 2, width + width % 2
@@ -794,13 +881,16 @@ def generate_benchmark(out: str | Path, classes: int = 12, per_class: int = 24, 
     split_of = [name for name, count in zip(SPLITS, counts) for _ in range(count)]
     jobs = [
         _VideoJob(str(out / split_of[i] / name / f"{name}_{i:04d}.mp4"), c, i, seed, height, width, fps,
-                  min_duration, max_duration, difficulty, sample_rate, cue)
+                  min_duration, max_duration, difficulty, sample_rate, cue, look, size, distractors, ambient,
+                  sound_code, event_rate)
         for c, name in enumerate(names) for i in range(per_class)
     ]
     settings = {
         "generator": "avcl synth", "complete": False, "classes": names, "per_class": per_class,
         "seed": seed, "height": height, "width": width, "fps": fps, "min_duration": min_duration,
-        "max_duration": max_duration, "difficulty": difficulty, "cue": cue, "sample_rate": sample_rate,
+        "max_duration": max_duration, "difficulty": difficulty, "cue": cue, "look": look, "size": size,
+        "distractors": distractors, "ambient": ambient, "sound_code": sound_code, "event_rate": event_rate,
+        "sample_rate": sample_rate,
         "splits": dict(zip(SPLITS, splits)), "split_counts": dict(zip(SPLITS, counts)), "videos": len(jobs),
     }
     # Written first, so that a rerun recognises (and replaces) even an interrupted benchmark.
