@@ -31,11 +31,25 @@ def test_the_demo_prints_one_table_with_every_row_and_modality(tmp_path):
     assert (out / "probes" / "random_init" / "seed0" / "both" / "confusion.png").is_file()
 
 
-def test_the_demo_without_paper_and_supervised_rows_and_with_seeds(tmp_path):
-    out = tmp_path / "demo"
-    proc = run_cli("demo", "--out", str(out), "--classes", "3", "--per-class", "6", "--epochs", "1",
-                   "--no-paper", "--no-supervised", "--seeds", "2", *TINY, timeout=600)
-    assert "| AVCL paper-literal |" not in proc.stdout and "| supervised R+A |" not in proc.stdout
-    line = next(s for s in proc.stdout.splitlines() if s.startswith("| random init |"))
-    assert line.count("±") == 3 and "mean ± std over 2 seeds" in proc.stdout
-    assert len(json.loads((out / "metrics.json").read_text())["results"]["AVCL"]) == 2
+def test_the_demo_with_seeds_and_a_diverged_run(tmp_path, monkeypatch, capsys):
+    import avcl.engine.pretrain
+    from avcl.demo import run_demo
+    from avcl.engine.trainer import TrainingDiverged
+
+    real = avcl.engine.pretrain.pretrain
+
+    def pretrain(cfg, resume=False):  # the paper-literal run of seed 1 diverges
+        if cfg.method.gate == "relu" and cfg.train.seed == 1:
+            raise TrainingDiverged("loss is not finite at step 3 (epoch 1)")
+        return real(cfg, resume)
+
+    monkeypatch.setattr(avcl.engine.pretrain, "pretrain", pretrain)
+    summary = run_demo(tmp_path / "demo", classes=3, per_class=6, epochs=1, supervised=False, seeds=2,
+                       overrides=tuple(TINY))
+    screen = capsys.readouterr().out
+    assert "| supervised R+A |" not in screen and "mean ± std over 2 seeds" in screen
+    line = next(s for s in screen.splitlines() if s.startswith("| random init |"))
+    assert line.count("±") == 3
+    line = next(s for s in screen.splitlines() if s.startswith("| AVCL paper-literal |"))
+    assert line.count("(diverged: 1 of 2 seeds)") == 3 and "AVCL paper-literal: pretraining stopped, seed 1" in screen
+    assert len(summary["results"]["AVCL"]) == 2 and len(summary["results"]["AVCL paper-literal"]) == 1

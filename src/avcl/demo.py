@@ -87,6 +87,19 @@ class _Stages:
                 f"{sum(self.cpu.values()):.0f} on {os.cpu_count()} cores")
 
 
+def _pretrain_or_note(pretrain, cfg, row: str, seed: int, diverged: dict[str, list[str]]) -> bool:
+    """Pretrain; a run whose loss stops being finite is a result of the demo (the row says so), not
+    the end of it."""
+    from avcl.engine.trainer import TrainingDiverged
+
+    try:
+        pretrain(cfg)
+        return True
+    except TrainingDiverged as exc:
+        diverged.setdefault(row, []).append(f"seed {seed}: {exc}")
+        return False
+
+
 def _cell(values: list[float]) -> str:
     if not values:
         return "n/a"
@@ -95,7 +108,7 @@ def _cell(values: list[float]) -> str:
     return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def run_demo(out: str | Path, classes: int = 8, per_class: int = 20, epochs: int | None = None,
+def run_demo(out: str | Path, classes: int = 8, per_class: int = 60, epochs: int | None = None,
              supervised: bool = True, paper: bool = True, seeds: int = 1, overrides: tuple[str, ...] = (),
              seed: int = 0, verbose: bool = False) -> dict:
     """The demo; returns what ``metrics.json`` holds. ``seeds`` repeats every training and probe with
@@ -134,6 +147,7 @@ def run_demo(out: str | Path, classes: int = 8, per_class: int = 20, epochs: int
     test_videos = len(cache.indices(cfg.data.test_split))
     rows = ["random init", "AVCL"] + (["AVCL paper-literal"] if paper else []) + (["supervised R+A"] if supervised else [])
     probes: dict[str, list[dict]] = {r: [] for r in rows}  # row -> one {modality: metrics} per seed
+    diverged: dict[str, list[str]] = {}  # row -> why a seed's pretraining stopped
     supervised_test: list[dict] = []
     methods_per_seed = []
     for s in range(seed, seed + seeds):
@@ -144,15 +158,16 @@ def run_demo(out: str | Path, classes: int = 8, per_class: int = 20, epochs: int
         with stage("pretrain", f"[{next(n)}/{steps}] pretraining AVCL{tag}: {cfg.model.backbone}, width "
                    f"{cfg.model.width}, {cfg.train.epochs} epochs"):
             run_cfg.train.out = str(out / "avcl" / f"seed{s}")
-            pretrain(run_cfg)
-        methods["AVCL"] = lambda p=out / "avcl" / f"seed{s}" / "last.pt": method_from_checkpoint(p)
+            if _pretrain_or_note(pretrain, run_cfg, "AVCL", s, diverged):
+                methods["AVCL"] = lambda p=out / "avcl" / f"seed{s}" / "last.pt": method_from_checkpoint(p)
         if paper:
             with stage("pretrain_paper", f"[{next(n)}/{steps}] pretraining AVCL paper-literal{tag}"):
                 paper_cfg = load_config(_preset_path(), (*quiet, *paper_ovr, *overrides))
                 paper_cfg.train.epochs, paper_cfg.data.root, paper_cfg.train.seed = cfg.train.epochs, cfg.data.root, s
                 paper_cfg.train.out = str(out / "avcl_paper" / f"seed{s}")
-                pretrain(paper_cfg)
-            methods["AVCL paper-literal"] = lambda p=out / "avcl_paper" / f"seed{s}" / "last.pt": method_from_checkpoint(p)
+                if _pretrain_or_note(pretrain, paper_cfg, "AVCL paper-literal", s, diverged):
+                    methods["AVCL paper-literal"] = (
+                        lambda p=out / "avcl_paper" / f"seed{s}" / "last.pt": method_from_checkpoint(p))
         if supervised:
             with stage("supervised", f"[{next(n)}/{steps}] supervised R+A{tag}: trained from scratch with labels"):
                 sup_cfg = load_config(_preset_path(), (*quiet, *overrides))
@@ -163,12 +178,17 @@ def run_demo(out: str | Path, classes: int = 8, per_class: int = 20, epochs: int
     with stage("probes", f"[{next(n)}/{steps}] linear probes (video, audio, both) of {len(rows)} x {seeds} encoder sets"):
         for s, run_cfg, methods in methods_per_seed:
             for row in rows:
-                folder = out / "probes" / row.replace(" ", "_").replace("+", "") / f"seed{s}"
-                probes[row].append(linear_probes(methods[row](), run_cfg, folder, MODALITIES, title=row))
+                if row in methods:
+                    folder = out / "probes" / row.replace(" ", "_").replace("+", "") / f"seed{s}"
+                    probes[row].append(linear_probes(methods[row](), run_cfg, folder, MODALITIES, title=row))
 
     table = ["| linear probe, frozen features | video | audio | both |", "|---|---|---|---|"]
     for row in rows:
-        table.append(f"| {row} | " + " | ".join(_cell([p[m]["top1"] for p in probes[row]]) for m in MODALITIES) + " |")
+        cells = [_cell([p[m]["top1"] for p in probes[row]]) for m in MODALITIES]
+        if row in diverged:
+            cells = [f"{c} (diverged: {len(diverged[row])} of {seeds} seeds)" if probes[row] else "diverged"
+                     for c in cells]
+        table.append(f"| {row} | " + " | ".join(cells) + " |")
     notes = [f"Top-1 (%) at video level on {test_videos} test videos (one video = {100 / max(1, test_videos):.1f} "
              f"points), {cfg.data.test_clips} clips each; chance {100 / num_classes:.1f} %; "
              + (f"mean ± std over {seeds} seeds." if seeds > 1 else "one seed.")]
@@ -177,11 +197,14 @@ def run_demo(out: str | Path, classes: int = 8, per_class: int = 20, epochs: int
                      f"{_cell([t['top1'] for t in supervised_test])} %.")
     if paper:
         notes.append(f"AVCL paper-literal: {paper_source}.")
+    for row, reasons in diverged.items():
+        notes.append(f"{row}: pretraining stopped, {reasons[0]}")
     summary = {
         "results": {row: [{m: {"top1": p[m]["top1"], "top5": p[m]["top5"], "weight_decay": p[m]["weight_decay"],
                                 "block_scale": p[m]["block_scale"]} for m in MODALITIES} for p in probes[row]]
                     for row in rows},
         "supervised_finetuned": [{"top1": t["top1"], "top5": t["top5"]} for t in supervised_test],
+        "diverged": diverged,
         "seeds": list(range(seed, seed + seeds)),
         "paper_literal_overrides": list(paper_ovr) if paper else None,
         "timings_s": {k: round(v, 1) for k, v in stage.wall.items()},
