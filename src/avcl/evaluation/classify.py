@@ -297,6 +297,16 @@ def _fit_probe(x: Tensor, y: Tensor, x_val: Tensor | None, y_val: Tensor | None,
     strongly as one that does: adding a modality then costs at most the noise of the choice.
     Returns the probe (on raw features) and the choice made.
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small full-batch problems: thread start-up and barriers cost more than they give
+    try:
+        return _fit_probe_1(x, y, x_val, y_val, num_classes, weight_decays, max_iter, blocks)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_probe_1(x: Tensor, y: Tensor, x_val: Tensor | None, y_val: Tensor | None, num_classes: int,
+                 weight_decays: list[float], max_iter: int, blocks: tuple[int, ...] | None) -> tuple[nn.Linear, dict]:
     if x.dim() == 2:
         x = x[:, None]
     if x_val is not None and x_val.dim() == 2:
