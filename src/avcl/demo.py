@@ -108,7 +108,7 @@ def _cell(values: list[float]) -> str:
     return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def run_demo(out: str | Path, classes: int = 8, per_class: int = 60, epochs: int | None = None,
+def run_demo(out: str | Path, classes: int = 8, per_class: int = 60, epochs: int | None = 10,
              supervised: bool = True, paper: bool = True, seeds: int = 1, overrides: tuple[str, ...] = (),
              seed: int = 0, verbose: bool = False) -> dict:
     """The demo; returns what ``metrics.json`` holds. ``seeds`` repeats every training and probe with
