@@ -37,11 +37,21 @@ def test_a_table_with_seeds_is_written_and_resumes_from_cached_rows(tiny_cache, 
     result = run_table(base, "tiny", rows, tmp_path, seeds=2, protocols=("linear",), name="t")
     md = (tmp_path / "t.md").read_text()
     assert "| AVCL |" in md and "| Baseline-A |" in md and "±" in md and "75.6" in md
-    assert "linear top-1" in md and "finetune top-1" in md  # the supervised row adds its protocol
+    assert "finetune top-1" in md  # the supervised row adds its protocol
+    # per-modality probe columns, and a random-init row first, probed like every learned row
+    assert "| row | linear video (%) | linear audio (%) | linear both (%) | finetune top-1 (%) |" in md
+    lines = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert lines[0].startswith("| random init (untrained encoders) |")
+    assert lines[0].count("±") == 3 and lines[0].split("|")[5].strip() == "n/a"  # probes, no fine-tuning
+    assert lines[1].count("±") == 4 and lines[2].count("n/a") == 3  # AVCL: all; Baseline-A: fine-tuned only
     assert len(result.runs["AVCL"]) == 2 and {r["seed"] for r in result.runs["AVCL"]} == {0, 1}
+    assert len(result.runs["random init"]) == 2
     assert (tmp_path / "t_linear.png").is_file() and (tmp_path / "t_finetune.png").is_file()
     runs = json.loads((tmp_path / "t.json").read_text())["runs"]
-    assert "finetune" in runs["Baseline-A"][0] and "linear" in runs["AVCL"][1]
+    assert "finetune" in runs["Baseline-A"][0]
+    assert set(runs["AVCL"][1]) == {"row", "seed", "linear_video", "linear_audio", "linear_both", "finetune"}
+    assert {"linear_video", "linear_audio", "linear_both"} <= set(runs["random init"][0])
+    assert (tmp_path / "avcl" / "seed0" / "linear" / "audio" / "metrics.json").is_file()
     (tmp_path / "avcl" / "seed0" / "pretrain" / "last.pt").unlink()  # a cached row needs no checkpoint
     again = run_table(base, "tiny", rows, tmp_path, seeds=2, protocols=("linear",), name="t")
     assert again.runs == result.runs
@@ -51,4 +61,5 @@ def test_ablate_cli_writes_its_table(tiny_cache, tmp_path):
     run_cli("ablate", "table1", "--data", str(tiny_cache), "--out", str(tmp_path), "--seeds", "1",
             "--protocols", "linear", *TINY, "train.epochs=1", "eval.linear_epochs=3")
     md = (tmp_path / "table1.md").read_text()
-    assert md.count("\n| ") == 5 and "1 shared model" in md and (tmp_path / "table1_linear.png").is_file()
+    assert md.count("\n| ") == 6 and "1 shared model" in md and (tmp_path / "table1_linear.png").is_file()
+    assert "| random init (untrained encoders) |" in md and "linear audio (%)" in md

@@ -140,9 +140,10 @@ class EvalConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-3
     schedule: str = "constant"
-    linear_lr: float = 0.1  # the probe sees frozen features, so it takes a larger step
-    linear_weight_decay: float = 0.0
-    linear_epochs: int = 100
+    linear_lr: float = 0.1  # unused since the probe is fitted by full-batch L-BFGS; kept so saved configs load
+    # probe weight decays; the one with the best validation accuracy is kept (a single value: no search)
+    linear_weight_decay: list = field(default_factory=lambda: [0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    linear_epochs: int = 100  # L-BFGS iterations of each probe fit (full batch)
     topk: list = field(default_factory=lambda: [1, 5])
 
 

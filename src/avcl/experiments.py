@@ -2,10 +2,12 @@
 
 A table is a list of rows; a row is a set of config overrides on top of a preset (or a supervised
 baseline trained from scratch). Every row runs with the same budget for each seed: pretraining, then
-the evaluation protocols (linear probe on frozen features, fine-tuning), each tested at video level.
-Results are cached per row and seed (``result.json``), so an interrupted table resumes where it
-stopped. The outputs are a Markdown table (mean and standard deviation over seeds, beside the paper's
-number on Kinetics-Sounds 32) and a bar chart PNG.
+the evaluation protocols, each tested at video level: the linear probe on frozen features of the video
+encoder alone, the audio encoder alone and both (AVCL: its fused features), and fine-tuning. Every
+table starts with a random-init row (the same encoders, untrained), the reference any learned
+features have to beat. Results are cached per row and seed (``result.json``), so an interrupted table
+resumes where it stopped. The outputs are a Markdown table (mean and standard deviation over seeds,
+beside the paper's number on Kinetics-Sounds 32) and a bar chart PNG per protocol.
 """
 from __future__ import annotations
 
@@ -26,6 +28,15 @@ class Row:
     paper: float | None = None  # the paper's top-1 on K32, for the side-by-side
     supervised: str | None = None  # video | audio | both: a supervised baseline trained from scratch
     note: str = ""
+    random: bool = False  # untrained encoders: linear probes only (fine-tuned, they are Baseline-R+A)
+
+
+RANDOM_INIT = Row("random init", random=True, note="untrained encoders")
+PROBE_MODALITIES = ("video", "audio", "both")
+# protocol -> the result keys (table columns) it fills
+COLUMNS = {"linear": tuple(f"linear_{m}" for m in PROBE_MODALITIES), "finetune": ("finetune",)}
+HEADERS = {"linear_video": "linear video (%)", "linear_audio": "linear audio (%)",
+           "linear_both": "linear both (%)", "finetune": "finetune top-1 (%)"}
 
 
 TABLE4 = [
@@ -101,27 +112,53 @@ def row_config(base: Config, row: Row, seed: int) -> Config:
     return cfg
 
 
+def _columns(row: Row, protocols: tuple[str, ...]) -> tuple[str, ...]:
+    """The result keys a row fills: probes for learned or random features, fine-tuning for the rest."""
+    if row.supervised:
+        return ("finetune",)
+    return tuple(c for p in protocols for c in COLUMNS[p] if not (row.random and p == "finetune"))
+
+
+def random_encoders(cfg: Config, num_classes: int):
+    """The encoders of ``cfg.model``, untrained (initialised from ``cfg.train.seed``), features
+    concatenated for "both": the random-init reference of every table and of the demo."""
+    from avcl.engine.trainer import seed_everything
+    from avcl.methods.supervised import Supervised
+
+    seed_everything(cfg.train.seed)
+    return Supervised(cfg, num_classes, modality="both")
+
+
 def run_row(base: Config, row: Row, seed: int, out: Path, protocols: tuple[str, ...]) -> dict:
-    """One row, one seed: pretrain (unless supervised), then each protocol. Cached in ``result.json``."""
+    """One row, one seed: pretrain (unless supervised or random), then each protocol. Cached in
+    ``result.json``; a cached result that lacks a column (an older table) gets only that column run."""
     from avcl.api import method_from_checkpoint
     from avcl.engine.pretrain import pretrain
-    from avcl.evaluation.classify import finetune, linear_probe
+    from avcl.engine.setup import open_cache
+    from avcl.evaluation.classify import finetune, linear_probes
 
     result_file = out / "result.json"
-    if result_file.is_file():
-        return json.loads(result_file.read_text())
-    cfg = row_config(base, row, seed)
     result: dict = {"row": row.name, "seed": seed}
+    if result_file.is_file():
+        result = json.loads(result_file.read_text())
+    missing = [c for c in _columns(row, protocols) if c not in result]
+    if not missing:
+        return result
+    cfg = row_config(base, row, seed)
     if row.supervised:  # trained with labels: the fine-tuning protocol is its evaluation
         res = finetune(cfg, out / "finetune", pretrained=None, resume=(out / "finetune" / "last.pt").exists())
         result["finetune"] = res["test"]["top1"]
     else:
-        cfg.train.out = str(out / "pretrain")
-        pretrain(cfg, resume=(out / "pretrain" / "last.pt").exists())
-        method = method_from_checkpoint(out / "pretrain" / "last.pt")
-        if "linear" in protocols:
-            result["linear"] = linear_probe(method, cfg, out / "linear", title=row.name)["top1"]
-        if "finetune" in protocols:
+        if row.random:
+            method = random_encoders(cfg, len(open_cache(cfg).meta["classes"]))
+        else:
+            cfg.train.out = str(out / "pretrain")
+            pretrain(cfg, resume=(out / "pretrain" / "last.pt").exists())
+            method = method_from_checkpoint(out / "pretrain" / "last.pt")
+        if any(c.startswith("linear_") for c in missing):
+            probes = linear_probes(method, cfg, out / "linear", PROBE_MODALITIES, title=row.name)
+            result.update({f"linear_{m}": r["top1"] for m, r in probes.items()})
+        if "finetune" in missing:
             res = finetune(cfg, out / "finetune", pretrained=method, resume=(out / "finetune" / "last.pt").exists())
             result["finetune"] = res["test"]["top1"]
     out.mkdir(parents=True, exist_ok=True)
@@ -146,29 +183,36 @@ class TableResult:
 
 
 def format_markdown(result: TableResult, protocols: tuple[str, ...]) -> str:
-    head = ["| row |"] + [f" {p} top-1 (%) |" for p in protocols] + [" seeds | paper, K32 (%) |"]
-    lines = [f"### {result.title}", "", "".join(head), "|---|" + "---|" * (len(protocols) + 2)]
-    summaries = {p: {name: (m, s, n) for name, m, s, n in result.summary(p)} for p in protocols}
+    columns = [c for p in protocols for c in COLUMNS[p]]
+    head = ["| row |"] + [f" {HEADERS[c]} |" for c in columns] + [" seeds | paper, K32 (%) |"]
+    lines = [f"### {result.title}", "", "".join(head), "|---|" + "---|" * (len(columns) + 2)]
+    summaries = {c: {name: (m, s, n) for name, m, s, n in result.summary(c)} for c in columns}
     for row in result.rows:
         cells = []
         seeds = 0
-        for p in protocols:
-            mean, std, n = summaries[p][row.name]
+        for c in columns:
+            mean, std, n = summaries[c][row.name]
             seeds = max(seeds, n)
             cells.append("n/a" if mean is None else f"{mean:.1f} ± {std:.1f}")
         paper = f"{row.paper:.1f}" if row.paper is not None else "-"
         name = row.name + (f" ({row.note})" if row.note else "")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {seeds} | {paper} |")
+    lines += ["", "Mean ± standard deviation over seeds, top-1 at video level. Linear: a regularised linear "
+              "probe on frozen features of the video encoder, the audio encoder, and both (AVCL: AMFM-fused). "
+              "Random init: the same encoders untrained; fine-tuned from there they are the supervised "
+              "baseline, hence n/a."]
     return "\n".join(lines) + "\n"
 
 
 def run_table(base: Config, title: str, rows: list[Row], out: str | Path, seeds: int,
-              protocols: tuple[str, ...], name: str) -> TableResult:
-    from avcl.evaluation.plots import plot_bars
+              protocols: tuple[str, ...], name: str, random_row: bool = True) -> TableResult:
+    from avcl.evaluation.plots import plot_bars, plot_grouped_bars
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base.save(out / "base_config.yaml")
+    if random_row and not any(r.random for r in rows):
+        rows = [RANDOM_INIT, *rows]
     if any(r.supervised for r in rows) and "finetune" not in protocols:
         protocols = (*protocols, "finetune")  # a supervised baseline's only evaluation
     result = TableResult(title, rows)
@@ -184,10 +228,16 @@ def run_table(base: Config, title: str, rows: list[Row], out: str | Path, seeds:
     (out / f"{name}.md").write_text(markdown)
     (out / f"{name}.json").write_text(json.dumps({"title": title, "protocols": protocols, "runs": result.runs,
                                                   "paper": {r.name: r.paper for r in rows}}, indent=2))
-    for p in protocols:
-        summary = [(n, m, s) for n, m, s, _ in result.summary(p) if m is not None]
+    if "linear" in protocols:
+        series = {c.split("_", 1)[1]: result.summary(c) for c in COLUMNS["linear"]}
+        names = [n for n, m, _, _ in series["both"] if m is not None]
+        if names:
+            plot_grouped_bars(names, {k: [(m, s) for n, m, s, _ in v if n in names] for k, v in series.items()},
+                              out / f"{name}_linear.png", title=f"{title} (linear probe, {seeds} seed(s))")
+    if "finetune" in protocols:
+        summary = [(n, m, s) for n, m, s, _ in result.summary("finetune") if m is not None]
         if summary:
             plot_bars([n for n, _, _ in summary], [m for _, m, _ in summary], [s for _, _, s in summary],
-                      out / f"{name}_{p}.png", title=f"{title} ({p}, {seeds} seed(s))")
+                      out / f"{name}_finetune.png", title=f"{title} (finetune, {seeds} seed(s))")
     print(markdown)
     return result

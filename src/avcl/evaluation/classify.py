@@ -6,7 +6,6 @@ Video-level testing averages the logits of ``data.test_clips`` clips spread unif
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Callable
 
@@ -167,73 +166,221 @@ def finetune(cfg: Config, out: str | Path, pretrained: Method | None = None, res
 
 
 # -- linear probe --------------------------------------------------------------------------------
-def _fit_probe(x: Tensor, y: Tensor, x_val: Tensor | None, y_val: Tensor | None, num_classes: int, cfg: Config,
-               seed: int) -> nn.Linear:
-    """Multinomial logistic regression on standardised features, best epoch by validation accuracy."""
-    torch.manual_seed(seed)
-    probe = nn.Linear(x.shape[1], num_classes)
-    opt = torch.optim.SGD(probe.parameters(), lr=cfg.eval.linear_lr, momentum=0.9,
-                          weight_decay=cfg.eval.linear_weight_decay)
-    epochs = cfg.eval.linear_epochs
-    batch = 256
-    steps = epochs * math.ceil(len(x) / batch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-    gen = torch.Generator().manual_seed(seed)
-    best, best_state = -1.0, None
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=gen).split(batch):
-            loss = F.cross_entropy(probe(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        if x_val is not None:
-            with torch.no_grad():
-                acc = float((probe(x_val).mean(dim=1) if x_val.dim() == 3 else probe(x_val)).argmax(1).eq(y_val).float().mean())
-            if acc > best:
-                best, best_state = acc, {k: v.clone() for k, v in probe.state_dict().items()}
-    if best_state is not None:
-        probe.load_state_dict(best_state)
-    return probe
+PROBE_MODALITIES = ("video", "audio", "both")
+
+
+class _Given(nn.Module):
+    """Stands in for an encoder whose output on the current batch is already computed."""
+
+    def __init__(self, output: Tensor):
+        super().__init__()
+        self.output = output
+
+    def forward(self, _x: Tensor) -> Tensor:
+        return self.output
+
+
+def _embed_modalities(method: Method, modalities: tuple[str, ...]) -> Callable[[dict], Tensor]:
+    """A batch -> the features of each modality in ``modalities``, concatenated along dim 1.
+
+    Each encoder runs once per batch: the encoders' outputs are computed first, then ``method.embed``
+    runs for every modality with the encoders standing in for themselves (so AVCL's "both" is its
+    AMFM-fused features, exactly as ``embed`` computes them, without a second encoder pass).
+    """
+    swappable = all(isinstance(method._modules.get(k), nn.Module) for k in ("video_encoder", "audio_encoder"))
+
+    def fn(b: dict) -> Tensor:
+        video, audio = b.get("video"), b.get("audio")
+        if not swappable:
+            return torch.cat([method.embed(video, audio, m) for m in modalities], dim=1)
+        encoders = method.video_encoder, method.audio_encoder
+        given = (_Given(encoders[0](video)) if video is not None and any(m != "audio" for m in modalities) else encoders[0],
+                 _Given(encoders[1](audio)) if audio is not None and any(m != "video" for m in modalities) else encoders[1])
+        try:
+            method._modules["video_encoder"], method._modules["audio_encoder"] = given
+            return torch.cat([method.embed(video if m != "audio" else None, audio if m != "video" else None, m)
+                              for m in modalities], dim=1)
+        finally:
+            method._modules["video_encoder"], method._modules["audio_encoder"] = encoders
+
+    return fn
+
+
+@torch.no_grad()
+def extract_features(method: Method, cfg: Config, split: str, modalities: tuple[str, ...] = PROBE_MODALITIES,
+                     device: torch.device | None = None, cache=None) -> tuple[dict[str, Tensor], Tensor]:
+    """Frozen features of every video of ``split``, in one pass over the data: for each modality a
+    ``(videos, data.test_clips, D)`` tensor (uniform clips, centre crop), and the labels."""
+    device = device or setup_device(cfg)
+    cache = cache if cache is not None else open_cache(cfg)
+    method = method.to(device).eval()
+    needs_audio = any(m in ("audio", "both") for m in modalities)
+    loader, _ = _eval_loader(cfg, cache, split, "test", needs_audio, device)
+    x, y = collect(_embed_modalities(method, modalities), loader, cfg, device, f"features ({split})")
+    dims = [method.embed_dim(m) for m in modalities]
+    if sum(dims) != x.shape[-1]:  # a method whose embed_dim does not describe its embed: one pass per modality
+        parts = [collect(_embed_modalities(method, (m,)), loader, cfg, device, f"features ({split}, {m})")[0]
+                 for m in modalities]
+    else:
+        parts = list(x.split(dims, dim=-1))
+    return {m: p.contiguous() for m, p in zip(modalities, parts)}, y
+
+
+def _weight_decays(cfg: Config) -> list[float]:
+    value = cfg.eval.linear_weight_decay
+    grid = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+    if not grid or any(v < 0 for v in grid):
+        raise UserError(f"eval.linear_weight_decay must be one or more non-negative numbers, got {value!r}")
+    return grid
+
+
+def _fit_logistic(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_iter: int,
+                  init: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """Multinomial logistic regression, full batch, L-BFGS from zero (or from ``init``): deterministic
+    for given features. Minimises mean cross-entropy + weight_decay / 2 * ||W||^2 (bias not decayed)."""
+    w = (init[0].clone() if init else torch.zeros(x.shape[1], num_classes, dtype=x.dtype)).requires_grad_(True)
+    b = (init[1].clone() if init else torch.zeros(num_classes, dtype=x.dtype)).requires_grad_(True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=10, tolerance_grad=1e-6,
+                            tolerance_change=1e-9, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(x @ w + b, y) + 0.5 * weight_decay * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach(), b.detach()
+
+
+def _video_logits(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """Logits of (videos, clips, D) features averaged over the clips (or of (videos, D) features)."""
+    logits = x @ w + b
+    return logits.mean(dim=1) if x.dim() == 3 else logits
+
+
+def _standardised_fits(x: Tensor, y: Tensor, num_classes: int, weight_decays: list[float], max_iter: int,
+                       scale: Tensor | None = None) -> dict[float, tuple[Tensor, Tensor]]:
+    """One fit per weight decay on standardised features (statistics of ``x``; each feature then
+    multiplied by ``scale``), the strongest decay first and each fit starting from the previous one;
+    the standardisation is folded into the returned (W, b), which apply to raw features."""
+    x = x.double()
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    if scale is not None:
+        std = std / scale.double()
+    z = (x - mean) / std
+    fits, init = {}, None
+    for wd in sorted(set(weight_decays), reverse=True):
+        init = _fit_logistic(z, y, num_classes, wd, max_iter, init)
+        w = init[0] / std[:, None]
+        fits[wd] = (w, init[1] - mean @ w)
+    return fits
+
+
+BLOCK_SCALES = ((1.0, 1.0), (1.0, 0.3), (1.0, 0.1), (0.3, 1.0), (0.1, 1.0))
+
+
+def _fit_probe(x: Tensor, y: Tensor, x_val: Tensor | None, y_val: Tensor | None, num_classes: int,
+               weight_decays: list[float], max_iter: int = 100,
+               blocks: tuple[int, ...] | None = None) -> tuple[nn.Linear, dict]:
+    """A regularised linear probe: multinomial logistic regression on standardised features.
+
+    ``x``: (videos, clips, D) training features, each clip one sample; ``x_val`` likewise. The weight
+    decay is picked from ``weight_decays`` by the video-level cross-entropy on the validation split
+    (less noisy than its accuracy on a few dozen videos; ties: the stronger decay), and the probe is
+    refitted on train + validation with it. Without a validation split every fifth training video is
+    held out for the choice.
+
+    ``blocks`` (e.g. the video and the audio part of concatenated features) adds a choice of relative
+    scale between the parts (``BLOCK_SCALES``: one part's standardised features times 0.3 or 0.1, that
+    is a 10x or 100x stronger decay on it), so that a part that carries nothing is not read as
+    strongly as one that does: adding a modality then costs at most the noise of the choice.
+    Returns the probe (on raw features) and the choice made.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small full-batch problems: thread start-up and barriers cost more than they give
+    try:
+        return _fit_probe_1(x, y, x_val, y_val, num_classes, weight_decays, max_iter, blocks)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_probe_1(x: Tensor, y: Tensor, x_val: Tensor | None, y_val: Tensor | None, num_classes: int,
+                 weight_decays: list[float], max_iter: int, blocks: tuple[int, ...] | None) -> tuple[nn.Linear, dict]:
+    if x.dim() == 2:
+        x = x[:, None]
+    if x_val is not None and x_val.dim() == 2:
+        x_val = x_val[:, None]
+    if x_val is None and len(weight_decays) > 1:
+        held = torch.arange(len(x)) % 5 == 4
+        x, y, x_val, y_val = x[~held], y[~held], x[held], y[held]
+    flat = lambda x_, y_: (x_.flatten(0, 1), y_.repeat_interleave(x_.shape[1]))  # noqa: E731
+    scales: list[tuple[float, ...] | None] = [None]
+    if blocks is not None and len(blocks) == 2 and sum(blocks) == x.shape[-1]:
+        scales = list(BLOCK_SCALES)
+    expand = lambda sc: None if sc is None else torch.cat([torch.full((n,), v) for n, v in zip(blocks, sc)])  # noqa: E731
+    candidates = [(wd, sc) for sc in scales for wd in weight_decays]
+    scores: dict = {}
+    if len(candidates) > 1:
+        for sc in scales:
+            for wd, (w, b) in _standardised_fits(*flat(x, y), num_classes, weight_decays, max_iter, expand(sc)).items():
+                logits = _video_logits(x_val.double(), w, b)
+                acc = 100.0 * float((logits.argmax(1) == y_val).double().mean())
+                scores[(wd, sc)] = (float(F.cross_entropy(logits, y_val)), acc)
+        wd, sc = min(candidates, key=lambda c: (scores[c][0], -c[0]))
+    else:
+        wd, sc = candidates[0]
+    if x_val is not None:  # refit on every labelled video outside the test split
+        x, y = torch.cat([x, x_val]), torch.cat([y, y_val])
+    w, b = _standardised_fits(*flat(x, y), num_classes, [wd], max_iter, expand(sc))[wd]
+    probe = nn.Linear(x.shape[-1], num_classes)
+    with torch.no_grad():
+        probe.weight.copy_(w.T)
+        probe.bias.copy_(b)
+    choice = {"weight_decay": wd, "block_scale": list(sc) if sc is not None else None,
+              "val": [{"weight_decay": c[0], "block_scale": list(c[1]) if c[1] else None,
+                       "val_loss": round(v[0], 4), "val_top1": round(v[1], 2)} for c, v in scores.items()]}
+    return probe, choice
+
+
+def linear_probes(method: Method, cfg: Config, out: str | Path | None,
+                  modalities: tuple[str, ...] = PROBE_MODALITIES, title: str = "linear probe") -> dict[str, dict]:
+    """Frozen encoders; a regularised linear classifier on the features of each modality (AVCL's
+    "both" is its fused features), tested at video level. Features are extracted once per split.
+
+    Training features come from ``data.test_clips`` uniform clips of every training video (each clip
+    one sample); the weight decay is picked on the validation split (``_fit_probe``). With ``out``,
+    each modality's report goes to ``out/<modality>/`` (or to ``out`` itself for one modality).
+    """
+    out = Path(out) if out is not None else None
+    device = setup_device(cfg)
+    cache = open_cache(cfg)
+    classes = list(cache.meta["classes"])
+    x_tr, y_tr = extract_features(method, cfg, cfg.data.train_split, modalities, device, cache)
+    x_val = y_val = None
+    if _has_split(cache, cfg.data.val_split):
+        x_val, y_val = extract_features(method, cfg, cfg.data.val_split, modalities, device, cache)
+    x_te, y_te = extract_features(method, cfg, cfg.data.test_split, modalities, device, cache)
+    results = {}
+    parts = (method.embed_dim("video"), method.embed_dim("audio"))  # "both" is the two side by side
+    for m in modalities:
+        probe, choice = _fit_probe(x_tr[m], y_tr, x_val[m] if x_val else None, y_val, len(classes),
+                                   _weight_decays(cfg), cfg.eval.linear_epochs, parts if m == "both" else None)
+        with torch.no_grad():
+            logits = probe(x_te[m]).mean(dim=1)
+        where = None if out is None else (out if len(modalities) == 1 else out / m)
+        metrics = report_predictions(logits, y_te, classes, where, f"{title} ({m})", cfg.eval.topk)
+        metrics.update({"protocol": "linear", "modality": m, "train_videos": int(len(y_tr)),
+                        "val_videos": int(len(y_val)) if y_val is not None else 0,
+                        "clips_per_video": int(x_tr[m].shape[1]), "feature_dim": int(x_tr[m].shape[-1]), **choice})
+        if where is not None:
+            (where / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        results[m] = metrics
+    return results
 
 
 def linear_probe(method: Method, cfg: Config, out: str | Path | None, modality: str | None = None,
                  title: str = "linear probe") -> dict:
-    """Frozen encoders; a linear classifier on their (fused, for AVCL) features.
-
-    Training features come from ``data.test_clips`` uniform clips of every training video (each clip
-    one sample); the classifier is chosen on the validation split and tested at video level.
-    """
-    out = Path(out) if out is not None else None
+    """The linear probe of one modality (default ``eval.modality``); see ``linear_probes``."""
     modality = modality or cfg.eval.modality
-    device = setup_device(cfg)
-    cache = open_cache(cfg)
-    classes = list(cache.meta["classes"])
-    method = method.to(device).eval()
-    embed = _embed_fn(method, modality)
-    needs_audio = modality in ("audio", "both")
-
-    def features(split: str):
-        loader, _ = _eval_loader(cfg, cache, split, "test", needs_audio, device)
-        return collect(embed, loader, cfg, device, f"features ({split})")
-
-    x_tr, y_tr = features(cfg.data.train_split)
-    mean, std = x_tr.flatten(0, 1).mean(0), x_tr.flatten(0, 1).std(0) + 1e-6
-    norm = lambda x: (x - mean) / std  # noqa: E731
-    x_val = y_val = None
-    if _has_split(cache, cfg.data.val_split):
-        x_val, y_val = features(cfg.data.val_split)
-        x_val = norm(x_val)
-    n_clips = x_tr.shape[1]
-    x_fit = norm(x_tr).flatten(0, 1)
-    y_fit = y_tr.repeat_interleave(n_clips)
-    probe = _fit_probe(x_fit, y_fit, x_val, y_val, len(classes), cfg, cfg.train.seed)
-    x_te, y_te = features(cfg.data.test_split)
-    with torch.no_grad():
-        logits = probe(norm(x_te)).mean(dim=1)
-    metrics = report_predictions(logits, y_te, classes, out, title, cfg.eval.topk)
-    metrics.update({"protocol": "linear", "modality": modality, "train_videos": int(len(y_tr)),
-                    "clips_per_video": n_clips, "feature_dim": int(x_tr.shape[-1])})
-    if out is not None:
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+    return linear_probes(method, cfg, out, (modality,), title)[modality]

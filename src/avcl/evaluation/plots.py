@@ -144,3 +144,33 @@ def plot_image_rows(rows: Sequence[Sequence[np.ndarray]], captions: Sequence[Seq
     path = Path(path)
     fig.savefig(path, dpi=110)
     return path
+
+
+def plot_grouped_bars(names: Sequence[str], series: dict[str, Sequence[tuple[float | None, float | None]]],
+                      path: str | Path, ylabel: str = "top-1 accuracy (%)", title: str = "") -> Path:
+    """Bars grouped per row (e.g. per method), one colour per series (e.g. video / audio / both);
+    ``series[k][i]`` is (mean, std) of row i, None where the row has no value."""
+    fig, ax = plt.subplots(figsize=(max(5, 1.0 * len(names) + 2), 4))
+    x = np.arange(len(names))
+    width = 0.8 / max(1, len(series))
+    for j, (label, values) in enumerate(series.items()):
+        offset = (j - (len(series) - 1) / 2) * width
+        labelled = False
+        for i, (m, s) in enumerate(values):
+            if m is None:
+                continue
+            ax.bar(x[i] + offset, m, width, yerr=s, capsize=2, color=f"C{j}", label=None if labelled else label)
+            labelled = True
+            ax.text(x[i] + offset, m, f"{m:.0f}", ha="center", va="bottom", fontsize=6)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=7)
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
