@@ -5,10 +5,17 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def _figure(width: float, height: float) -> Figure:
+    """A figure drawn on its own Agg canvas: files only, and nothing touches pyplot's state or the
+    backend a notebook user chose."""
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def plot_training_curves(records: list[dict], path: str | Path, title: str = "training") -> Path | None:
@@ -20,7 +27,8 @@ def plot_training_curves(records: list[dict], path: str | Path, title: str = "tr
     keys = [k for k in (steps or epochs)[0] if k.startswith("loss")]
     metric_keys = [k for k in (epochs[0] if epochs else {}) if k.startswith("val_") or k == "acc"]
     ncols = 2 if metric_keys else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4), squeeze=False)
+    fig = _figure(6 * ncols, 4)
+    axes = fig.subplots(1, ncols, squeeze=False)
     ax = axes[0][0]
     for key in keys:
         if steps:
@@ -43,7 +51,6 @@ def plot_training_curves(records: list[dict], path: str | Path, title: str = "tr
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -54,7 +61,8 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: str 
     norm = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
     n = len(classes)
     size = max(4.0, 0.45 * n + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = _figure(size + 1, size)
+    ax = fig.add_subplot()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(n), classes, fontsize=7)
@@ -71,14 +79,14 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: str 
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_bars(names: Sequence[str], means: Sequence[float], stds: Sequence[float] | None, path: str | Path,
               ylabel: str = "top-1 accuracy (%)", title: str = "") -> Path:
     """One bar per row (e.g. per method), with standard deviations as error bars."""
-    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(names) + 2), 4))
+    fig = _figure(max(5, 0.7 * len(names) + 2), 4)
+    ax = fig.add_subplot()
     x = np.arange(len(names))
     ax.bar(x, means, yerr=stds if stds is not None else None, capsize=3, color="#4c72b0")
     for i, m in enumerate(means):
@@ -90,18 +98,7 @@ def plot_bars(names: Sequence[str], means: Sequence[float], stds: Sequence[float
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
-
-
-def _figure(width: float, height: float):
-    """A figure drawn on the Agg canvas directly: nothing touches pyplot's state or the backend."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def plot_embedding(points: np.ndarray, labels: Sequence[int], classes: Sequence[str], path: str | Path,
@@ -150,7 +147,8 @@ def plot_grouped_bars(names: Sequence[str], series: dict[str, Sequence[tuple[flo
                       path: str | Path, ylabel: str = "top-1 accuracy (%)", title: str = "") -> Path:
     """Bars grouped per row (e.g. per method), one colour per series (e.g. video / audio / both);
     ``series[k][i]`` is (mean, std) of row i, None where the row has no value."""
-    fig, ax = plt.subplots(figsize=(max(5, 1.0 * len(names) + 2), 4))
+    fig = _figure(max(5, 1.0 * len(names) + 2), 4)
+    ax = fig.add_subplot()
     x = np.arange(len(names))
     width = 0.8 / max(1, len(series))
     for j, (label, values) in enumerate(series.items()):
@@ -172,5 +170,4 @@ def plot_grouped_bars(names: Sequence[str], series: dict[str, Sequence[tuple[flo
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -1,0 +1,26 @@
+"""Importing avcl has no side effects on the caller: matplotlib's backend and the warnings filters stay."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+_SCRIPT = r"""
+import warnings
+import matplotlib, numpy, sklearn.linear_model, sklearn.manifold, torch, torch.distributed.nn.functional  # third parties
+backend = matplotlib.rcParams._get_backend_or_none()
+filters = list(warnings.filters)
+import avcl, avcl.cli, avcl.distributed, avcl.methods, avcl.evaluation.plots, avcl.evaluation.classify
+import avcl.evaluation.features, avcl.cli.features, avcl.experiments, avcl.demo
+assert matplotlib.rcParams._get_backend_or_none() == backend, (backend, matplotlib.rcParams._get_backend_or_none())
+assert list(warnings.filters) == filters, [f for f in warnings.filters if f not in filters]
+from avcl.evaluation.plots import plot_bars
+import tempfile, os
+plot_bars(["a", "b"], [1.0, 2.0], None, os.path.join(tempfile.mkdtemp(), "bars.png"))
+assert matplotlib.rcParams._get_backend_or_none() == backend
+print("ok")
+"""
+
+
+def test_importing_avcl_changes_neither_the_backend_nor_the_warning_filters():
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
