@@ -24,3 +24,18 @@ print("ok")
 def test_importing_avcl_changes_neither_the_backend_nor_the_warning_filters():
     proc = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+
+
+def test_data_flows_one_way_the_engine_never_imports_evaluation():
+    import re
+    from pathlib import Path
+
+    import avcl
+
+    root = Path(avcl.__file__).parent
+    for layer, forbidden in (("engine", ("avcl.evaluation", "avcl.experiments", "avcl.demo", "avcl.cli")),
+                             ("data", ("avcl.engine", "avcl.evaluation", "avcl.methods", "avcl.experiments")),
+                             ("methods", ("avcl.engine", "avcl.evaluation", "avcl.experiments"))):
+        for path in (root / layer).rglob("*.py"):
+            imports = re.findall(r"^\s*(?:from|import)\s+(avcl[\w.]*)", path.read_text(), re.M)
+            assert not [m for m in imports if m.startswith(forbidden)], (path, imports)

@@ -92,8 +92,10 @@ def _pretrain_or_note(pretrain, cfg, row: str, seed: int, diverged: dict[str, li
     the end of it."""
     from avcl.engine.trainer import TrainingDiverged
 
+    from avcl.evaluation.plots import plot_run
+
     try:
-        pretrain(cfg)
+        plot_run(pretrain(cfg))
         return True
     except TrainingDiverged as exc:
         diverged.setdefault(row, []).append(f"seed {seed}: {exc}")

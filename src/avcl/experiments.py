@@ -136,6 +136,7 @@ def run_row(base: Config, row: Row, seed: int, out: Path, protocols: tuple[str, 
     from avcl.engine.pretrain import pretrain
     from avcl.engine.setup import open_cache
     from avcl.evaluation.classify import finetune, linear_probes
+    from avcl.evaluation.plots import plot_run
 
     result_file = out / "result.json"
     result: dict = {"row": row.name, "seed": seed}
@@ -153,7 +154,7 @@ def run_row(base: Config, row: Row, seed: int, out: Path, protocols: tuple[str, 
             method = random_encoders(cfg, len(open_cache(cfg).meta["classes"]))
         else:
             cfg.train.out = str(out / "pretrain")
-            pretrain(cfg, resume=(out / "pretrain" / "last.pt").exists())
+            plot_run(pretrain(cfg, resume=(out / "pretrain" / "last.pt").exists()))
             method = method_from_checkpoint(out / "pretrain" / "last.pt")
         if any(c.startswith("linear_") for c in missing):
             probes = linear_probes(method, cfg, out / "linear", PROBE_MODALITIES, title=row.name)

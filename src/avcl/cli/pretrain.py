@@ -31,6 +31,9 @@ def run(args) -> int:
 
     out = pretrain(cfg, resume=args.resume)
     if dist.is_main():
+        from avcl.evaluation.plots import plot_run
+
+        plot_run(out)
         print(f"checkpoints, config, logs and loss_curves.png in {out}")
     dist.cleanup()
     return 0

@@ -29,7 +29,7 @@ from avcl import distributed as dist
 from avcl.config import Config
 from avcl.data.transforms import to_model_input
 from avcl.engine.checkpoint import encode_checkpoint, load_checkpoint, write_checkpoint
-from avcl.engine.logger import RunLogger, read_log
+from avcl.engine.logger import RunLogger
 from avcl.errors import UserError
 
 CHECKPOINT_FORMAT = "avcl-checkpoint-1"
@@ -464,9 +464,6 @@ class Trainer:
             dist.barrier()
         if self.is_main:
             self.logger.close()
-            from avcl.evaluation.plots import plot_training_curves
-
-            plot_training_curves(read_log(self.out / "log.jsonl"), self.out / "loss_curves.png")
         return self.state
 
     def train_epoch(self, epoch: int) -> dict[str, float]:

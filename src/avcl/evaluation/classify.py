@@ -21,7 +21,7 @@ from avcl.engine.checkpoint import load_checkpoint
 from avcl.engine.setup import open_cache, place_method, setup_device, split_dataset, split_loader
 from avcl.engine.trainer import Trainer, autocast, make_optimizer, make_schedule, seed_everything
 from avcl.errors import UserError
-from avcl.evaluation.plots import plot_confusion_matrix
+from avcl.evaluation.plots import plot_confusion_matrix, plot_run
 from avcl.methods.base import Method
 from avcl.methods.supervised import Supervised
 
@@ -156,6 +156,8 @@ def finetune(cfg: Config, out: str | Path, pretrained: Method | None = None, res
     if resume:
         trainer.resume()
     state = trainer.fit()
+    if trainer.is_main:
+        plot_run(out)
     result = {"best_val_acc": state.best_metric, "epochs": state.epoch}
     if test:
         best = load_checkpoint(out / "best.pt", map_location=device)

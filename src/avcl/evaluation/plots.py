@@ -18,6 +18,16 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
+def plot_run(run: str | Path) -> Path | None:
+    """``loss_curves.png`` of a run folder, from its ``log.jsonl`` (what the caller of a training draws)."""
+    from avcl.engine.logger import read_log
+
+    run = Path(run)
+    if not (run / "log.jsonl").is_file():
+        return None
+    return plot_training_curves(read_log(run / "log.jsonl"), run / "loss_curves.png")
+
+
 def plot_training_curves(records: list[dict], path: str | Path, title: str = "training") -> Path | None:
     """Per-step losses (thin) and per-epoch means (markers) from a run's ``log.jsonl`` records."""
     steps = [r for r in records if r.get("kind") == "train"]

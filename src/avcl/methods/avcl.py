@@ -34,7 +34,7 @@ class AVCL(Method):
 
     - ``fused``: the AMFM outputs ``g * v`` and ``g * a`` (Eq. 1-4), as the paper. One gate computed from
       the pair multiplies both modalities, so the gate alone can make a pair match (a shortcut that
-      :mod:`avcl.evaluation.diagnostics` measures).
+      :mod:`avcl.methods.diagnostics` measures).
     - ``encoder``: the encoders' own features ``v`` and ``a``.
     - ``projector``: ``p_v(v)`` and ``p_a(a)``, one MLP projector per modality (``proj_hidden``,
       ``proj_dim``), dropped after pretraining.
@@ -97,8 +97,8 @@ class AVCL(Method):
 
     def diagnostics(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """Once per epoch on one batch: gradient norms of the weighted terms at the encoders, and the
-        gate-only check of that batch (:mod:`avcl.evaluation.diagnostics`)."""
-        from avcl.evaluation.diagnostics import batch_gate_only, gradient_norms
+        gate-only check of that batch (:mod:`avcl.methods.diagnostics`)."""
+        from avcl.methods.diagnostics import batch_gate_only, gradient_norms
 
         out = gradient_norms(self, batch)
         if self.amfm is not None:
