@@ -80,18 +80,24 @@ def run_linear(args) -> int:
     return 0
 
 
-def run_test(args) -> int:
+def finetuned(args, command: str, hint: str):
+    """``(cfg, model, default output folder)`` of the fine-tuning checkpoint ``args.checkpoint``; any other
+    kind of checkpoint is refused with ``hint``."""
     from avcl.api import method_from_checkpoint
     from avcl.engine.checkpoint import load_checkpoint
-    from avcl.evaluation.classify import video_level_test
 
     ckpt = load_checkpoint(args.checkpoint)
     if ckpt.get("kind") != "finetune":
-        raise UserError(f"{args.checkpoint}: is a {ckpt.get('kind')} checkpoint; `avcl test` takes a fine-tuned one "
-                        "(use `avcl linear` for a pretraining checkpoint)")
-    cfg = config_from_args(args, base=ckpt["config"])
-    model = method_from_checkpoint(ckpt)
-    out = _out(args, str(Path(args.checkpoint).parent / "test" if Path(args.checkpoint).is_file() else Path(args.checkpoint) / "test"))
+        raise UserError(f"{args.checkpoint}: is a {ckpt.get('kind')} checkpoint; `avcl {command}` {hint}")
+    run = Path(args.checkpoint)
+    return config_from_args(args, base=ckpt["config"]), method_from_checkpoint(ckpt), (run.parent if run.is_file() else run)
+
+
+def run_test(args) -> int:
+    from avcl.evaluation.classify import video_level_test
+
+    cfg, model, run = finetuned(args, "test", "takes a fine-tuned one (use `avcl linear` for a pretraining checkpoint)")
+    out = _out(args, str(run / "test"))
     metrics = video_level_test(model, cfg, out, split=args.split)
     print(json.dumps({k: metrics[k] for k in ("split", "videos", "top1", "top5")}))
     print(f"confusion.png and metrics.json in {out}")

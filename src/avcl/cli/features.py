@@ -210,20 +210,13 @@ def run_tsne(args) -> int:
 
 # -- class activation maps -----------------------------------------------------------------------
 def run_cam(args) -> int:
-    from avcl.api import method_from_checkpoint
-    from avcl.cli._common import config_from_args
+    from avcl.cli.evaluate import finetuned
     from avcl.data.transforms import to_model_input
-    from avcl.engine.checkpoint import load_checkpoint
     from avcl.engine.setup import open_cache, setup_device, split_dataset
     from avcl.evaluation.gradcam import grad_cam, overlay
     from avcl.evaluation.plots import plot_image_rows
 
-    ckpt = load_checkpoint(args.checkpoint)
-    if ckpt.get("kind") != "finetune":
-        raise UserError(f"{args.checkpoint}: is a {ckpt.get('kind')} checkpoint; `avcl cam` explains a fine-tuned "
-                        "classifier (run `avcl finetune` first)")
-    cfg = config_from_args(args, base=ckpt["config"])
-    model = method_from_checkpoint(ckpt)
+    cfg, model, run = finetuned(args, "cam", "explains a fine-tuned classifier (run `avcl finetune` first)")
     device = setup_device(cfg)
     model = model.to(device).eval()
     cache = open_cache(cfg)
@@ -237,8 +230,7 @@ def run_cam(args) -> int:
         per_class = int(args.videos)
         positions = [pos for c in range(len(cache.classes))
                      for pos in [i for i, label in enumerate(labels) if label == c][:per_class]]
-    out = _out(args, str(Path(args.checkpoint) / "cam" if Path(args.checkpoint).is_dir() else
-                         Path(args.checkpoint).parent / "cam"))
+    out = _out(args, str(run / "cam"))
     written = []
     for pos in positions:
         if not 0 <= pos < len(dataset):

@@ -1,15 +1,6 @@
 """Shortcut diagnostics of a checkpoint: gradient balance of weighted loss terms, the AMFM gate-only check
 (both measured by :mod:`avcl.methods.diagnostics`), and the pre-gate beside the gated linear probe.
 
-- :func:`gradient_norms` (any method with ``loss_terms(batch) -> {name: (weight, loss)}``): the norm of
-  ``weight * grad loss`` over the encoder parameters for every term, and their ratios
-  (``grad_ratio_cor_self = ||lambda_cor grad L_cor|| / ||lambda_self grad L_self||`` for AVCL). A ratio
-  of hundreds means the smaller term does not train.
-- :func:`gate_only_check`: AMFM multiplies both modalities by one gate ``g_i`` computed from the pair,
-  so ``g_i * v_i`` and ``g_i * a_i`` can match through ``g_i`` alone. The check replaces the encoder
-  features by their mean over the data and keeps each pair's gate: if those gate-only features retrieve
-  the right audio for a video about as well as the real fused features, the gate, not the encoders,
-  explains the cross-modal agreement the loss rewards.
 - :func:`diagnose`: both for a pretraining checkpoint, with the gated and the pre-gate linear probes,
   written to ``report.md`` and ``diagnostics.json``. ``python -m avcl.evaluation.diagnostics --help``.
 """

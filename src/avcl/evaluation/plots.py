@@ -18,6 +18,20 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
+def _save(fig: Figure, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _bar_axes(ax, x, names: Sequence[str], ylabel: str, title: str) -> None:
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+
+
 def plot_run(run: str | Path) -> Path | None:
     """``loss_curves.png`` of a run folder, from its ``log.jsonl`` (what the caller of a training draws)."""
     from avcl.engine.logger import read_log
@@ -58,10 +72,7 @@ def plot_training_curves(records: list[dict], path: str | Path, title: str = "tr
         ax.set_ylabel("accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: str | Path, title: str = "") -> Path:
@@ -86,10 +97,7 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: str 
                             color="white" if norm[i, j] > 0.5 else "black")
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
 
 
 def plot_bars(names: Sequence[str], means: Sequence[float], stds: Sequence[float] | None, path: str | Path,
@@ -101,14 +109,8 @@ def plot_bars(names: Sequence[str], means: Sequence[float], stds: Sequence[float
     ax.bar(x, means, yerr=stds if stds is not None else None, capsize=3, color="#4c72b0")
     for i, m in enumerate(means):
         ax.text(i, m, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path
+    _bar_axes(ax, x, names, ylabel, title)
+    return _save(fig, path)
 
 
 def plot_embedding(points: np.ndarray, labels: Sequence[int], classes: Sequence[str], path: str | Path,
@@ -127,10 +129,7 @@ def plot_embedding(points: np.ndarray, labels: Sequence[int], classes: Sequence[
     ax.set_title(title, fontsize=9)
     if len(classes) <= 40:
         ax.legend(fontsize=6, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
 
 
 def plot_image_rows(rows: Sequence[Sequence[np.ndarray]], captions: Sequence[Sequence[str]], path: str | Path,
@@ -147,10 +146,7 @@ def plot_image_rows(rows: Sequence[Sequence[np.ndarray]], captions: Sequence[Seq
             ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
 
 
 def plot_grouped_bars(names: Sequence[str], series: dict[str, Sequence[tuple[float | None, float | None]]],
@@ -173,11 +169,5 @@ def plot_grouped_bars(names: Sequence[str], series: dict[str, Sequence[tuple[flo
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(fontsize=7)
-    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path
+    _bar_axes(ax, x, names, ylabel, title)
+    return _save(fig, path)
