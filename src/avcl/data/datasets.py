@@ -513,11 +513,16 @@ class BatchLoader:
         iterator = None
         try:
             iterator = iter(self._loader)
+            _quiet_sigchld(iterator)
             for item in iterator:
                 yield self._receive(item)
-        except RuntimeError as error:
-            if "DataLoader worker" not in str(error):
+        except (RuntimeError, OSError, EOFError) as error:
+            # a dead worker shows as the iterator's RuntimeError, or as a broken pipe or socket while
+            # receiving what it had sent (the file descriptors of shared memory travel over sockets)
+            dead = _dead_workers(iterator, wait=0.0 if "DataLoader worker" in str(error) else 2.0)
+            if "DataLoader worker" not in str(error) and not dead:
                 raise
+            error = error if "DataLoader worker" in str(error) else f"worker(s) {dead} exited ({error!r})"
             self._shutdown(iterator)
             iterator = None
             raise LoaderWorkerError(f"a data loader worker stopped: {error}; the pass is stopped "
@@ -590,6 +595,33 @@ class BatchLoader:
             else:
                 keep.append((event, held, slot))
         self._pending = keep
+
+
+def _dead_workers(iterator, wait: float) -> list[int]:
+    """Pids of ``iterator``'s workers that exited, waiting up to ``wait`` seconds for one (a killed worker's
+    sockets close a moment before its process can be seen to have exited)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        dead = [w.pid for w in getattr(iterator, "_workers", []) if not w.is_alive()]
+        if dead or time.monotonic() >= deadline:
+            return dead
+        time.sleep(0.05)
+
+
+def _quiet_sigchld(iterator) -> None:
+    """Leave a dead worker to the iterator's own check (every few seconds while it waits for a batch),
+    which raises inside ``next()``, rather than to the DataLoader's SIGCHLD handler, which raises at
+    whatever line the main process is running (a training step, a log call) and cannot be caught cleanly."""
+    if getattr(iterator, "_worker_pids_set", False):
+        try:
+            from torch.utils.data._utils import signal_handling
+
+            signal_handling._remove_worker_pids(id(iterator))
+            iterator._worker_pids_set = False
+        except Exception:  # noqa: BLE001 - private API: keep the handler where it cannot be removed
+            pass
 
 
 def _register(ring: _MainRing, tensors: dict[str, torch.Tensor]) -> None:
