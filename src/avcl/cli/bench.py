@@ -39,7 +39,7 @@ def add_loader(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader worker counts to measure (default 0 1 2)")
     p.add_argument("--batch-size", type=int, default=16, help="default 16")
     p.add_argument("--seconds", type=float, default=10.0, help="measuring time per setting, seconds (default 10)")
-    p.add_argument("--source-seconds", type=float, default=None, help="the same for decoding the source (default: --seconds)")
+    p.add_argument("--source-seconds", type=float, default=None, help="the same for decoding the source (default: --seconds; 0 skips the source)")
     p.add_argument("--split", default="train", help="split to sample from (default train; all videos if the cache lacks it)")
     p.add_argument("--classes", type=int, default=8, help="synthetic benchmark: classes (default 8)")
     p.add_argument("--per-class", type=int, default=8, help="synthetic benchmark: videos per class (default 8)")

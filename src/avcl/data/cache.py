@@ -452,8 +452,9 @@ class PreparedCache:
         start = int(e.table_offset[i])
         return np.frombuffer(self._shards.view(int(e.shard[i]), start, start + 8 * n), dtype="<u8")
 
-    def read_frames(self, i: int, frame_ids: Iterable[int] | np.ndarray) -> np.ndarray:
-        """(len(frame_ids), H, W, 3) uint8 RGB frames of row ``i``."""
+    def read_frames(self, i: int, frame_ids: Iterable[int] | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(len(frame_ids), H, W, 3) uint8 RGB frames of row ``i``, decoded into ``out`` when given (a
+        C-contiguous uint8 array of that shape, e.g. a reused buffer)."""
         e = self.entries
         table = self.frame_table(i)
         ids = np.asarray(frame_ids, dtype=np.int64).reshape(-1)
@@ -461,16 +462,21 @@ class PreparedCache:
         if len(ids) and (ids.min() < 0 or ids.max() >= n):
             raise IndexError(f"frame ids {ids.min()}..{ids.max()} out of range for {e.path[i]} ({n} frames)")
         height, width = self.frame_size
-        out = np.empty((len(ids), height, width, 3), dtype=np.uint8)
+        if out is None:
+            out = np.empty((len(ids), height, width, 3), dtype=np.uint8)
+        if not len(ids):
+            return out
         shard, base = int(e.shard[i]), int(e.offset[i])
-        for k, f in enumerate(ids):
-            data = self._shards.view(shard, base + int(table[f]), base + int(table[f + 1]))
+        starts, ends = table[ids].tolist(), table[ids + 1].tolist()
+        lo = min(starts)
+        blob = self._shards.view(shard, base + lo, base + max(ends))  # one bounds check and slice for the clip
+        for k, (start, end) in enumerate(zip(starts, ends)):
             try:
-                decode_frame(data, out[k])
+                decode_frame(blob[start - lo : end - lo], out[k])
             except ValueError as error:
                 raise CacheError(
-                    f"{self.root / SHARDS / self.shard_names[shard]}: frame {f} of {e.path[i]} is not a valid JPEG "
-                    f"({error}); the cache is damaged, prepare it into a new folder"
+                    f"{self.root / SHARDS / self.shard_names[shard]}: frame {ids[k]} of {e.path[i]} is not a valid "
+                    f"JPEG ({error}); the cache is damaged, prepare it into a new folder"
                 ) from error
         return out
 

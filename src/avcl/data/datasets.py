@@ -202,6 +202,7 @@ class PreparedDataset(_ClipDataset):
             rows = rows[cache.entries.has_audio[rows]]
         self.rows = rows
         self.split = split
+        self._frames: np.ndarray | None = None  # the frames of the last clip read (reused buffer)
         cache.check_shards(rows)  # a missing or cut shard: one clear error now, not a traceback from a worker
         height, width = cache.frame_size
         if data_cfg.crop_size > min(height, width):
@@ -219,8 +220,11 @@ class PreparedDataset(_ClipDataset):
 
     def _clips(self, pos: int, video: _Video, starts: np.ndarray, clip_len: int) -> np.ndarray:
         ids = np.stack([T.clip_frame_ids(int(s), clip_len, video.num_frames) for s in starts])  # (N, clip_len)
-        if len(starts) == 1:
-            return self.cache.read_frames(video.row, ids[0])[None]
+        if len(starts) == 1:  # decoded into a buffer reused from sample to sample: no allocation
+            height, width = self.cache.frame_size
+            if self._frames is None or self._frames.shape[0] != clip_len:
+                self._frames = np.empty((clip_len, height, width, 3), dtype=np.uint8)
+            return self.cache.read_frames(video.row, ids[0], out=self._frames)[None]
         unique, inverse = np.unique(ids, return_inverse=True)  # overlapping test clips decode each frame once
         return self.cache.read_frames(video.row, unique)[inverse.reshape(ids.shape)]
 
@@ -367,7 +371,7 @@ class _WorkerRing:
     caller keeps batches) the worker makes a batch of its own memory, as a plain DataLoader does.
     """
 
-    def __init__(self, dataset: "_ClipDataset", batch_size: int, max_slots: int) -> None:
+    def __init__(self, dataset: "_ClipDataset", batch_size: int, max_slots: int, shared: bool = True) -> None:
         import uuid
 
         video_shape, audio_shape = dataset.sample_shapes()
@@ -377,8 +381,11 @@ class _WorkerRing:
         self.token = uuid.uuid4().hex
         self.max_slots = max_slots
         self.slots: list[dict[str, torch.Tensor]] = []
-        self.held = torch.zeros(max_slots, dtype=torch.uint8).share_memory_()
-        self.received = torch.zeros(max_slots, dtype=torch.int64).share_memory_()
+        self.shared = shared
+        self.held = torch.zeros(max_slots, dtype=torch.uint8)
+        self.received = torch.zeros(max_slots, dtype=torch.int64)
+        if shared:
+            self.held.share_memory_(), self.received.share_memory_()
         self.sent = np.zeros(max_slots, dtype=np.int64)
         self.iteration = None
 
@@ -388,7 +395,8 @@ class _WorkerRing:
             if self.sent[s] == received[s] and not held[s]:
                 return s
         if len(self.slots) < self.max_slots:
-            self.slots.append({k: torch.empty(shape, dtype=dtype).share_memory_() for k, (shape, dtype) in self.shapes.items()})
+            slot = {k: torch.empty(shape, dtype=dtype) for k, (shape, dtype) in self.shapes.items()}
+            self.slots.append({k: t.share_memory_() for k, t in slot.items()} if self.shared else slot)
             return len(self.slots) - 1
         return None
 
@@ -402,14 +410,14 @@ class _WorkerRing:
             return dataset.get_batch(keys)
         tensors = self.slots[s]
         dataset.get_batch(keys, {k: t.numpy() for k, t in tensors.items()})
-        payload = (tensors, self.held, self.received) if self.received[s] == 0 else None
+        payload = (tensors, self.held, self.received) if self.received[s] == 0 or not self.shared else None
         self.sent[s] += 1
         return _SlotBatch(self.token, s, len(keys), payload)
 
 
 class _BatchDataset(Dataset):
-    """What the DataLoader's workers index: a task ``(iteration, keys)`` -> a whole batch. In the main
-    process (no workers) a batch in fresh memory; in a worker, a batch written into the worker's ring."""
+    """What the DataLoader's workers index: a task ``(iteration, keys)`` -> a whole batch written into a
+    slot of the process's ring (shared memory in a worker, plain memory without workers)."""
 
     def __init__(self, dataset: "_ClipDataset", batch_size: int, max_slots: int) -> None:
         self.dataset = dataset
@@ -425,10 +433,11 @@ class _BatchDataset(Dataset):
 
     def __getitem__(self, task):
         iteration, keys = task
-        if torch.utils.data.get_worker_info() is None or not self.dataset.cfg.normalize_on_device:
+        if not self.dataset.cfg.normalize_on_device:  # a float batch, normalised: made in memory of its own
             return self.dataset.get_batch(keys)
         if self._ring is None:
-            self._ring = _WorkerRing(self.dataset, self.batch_size, self.max_slots)
+            in_worker = torch.utils.data.get_worker_info() is not None
+            self._ring = _WorkerRing(self.dataset, self.batch_size, self.max_slots, shared=in_worker)
         return self._ring.fill(self.dataset, iteration, keys)
 
 
@@ -528,7 +537,7 @@ class BatchLoader:
             raise LoaderWorkerError(f"a data loader worker stopped: {error}; the pass is stopped "
                                     "(out of memory? lower data.num_workers or the batch size)") from None
         finally:
-            if not self.persistent_workers:
+            if self.num_workers > 0 and not self.persistent_workers:
                 self._shutdown(iterator)
 
     def _shutdown(self, iterator) -> None:

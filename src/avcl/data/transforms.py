@@ -73,8 +73,7 @@ def crop_clip_into(frames: np.ndarray, y: int, x: int, size: int, flip: bool, ou
     clip = frames[:, y : y + size, x : x + size]
     if flip:
         clip = clip[:, :, ::-1]
-    for c in range(3):  # one plane at a time: a strided gather per channel is faster than a 4-d transpose copy
-        np.copyto(out[c], clip[..., c])
+    np.copyto(out, clip.transpose(3, 0, 1, 2))
     return out
 
 
