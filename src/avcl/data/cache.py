@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-import simplejpeg
 
 from avcl.errors import UserError
 
@@ -62,14 +61,57 @@ class CacheError(UserError):
 # ----------------------------------------------------------------------------------------- JPEG frames
 
 
+_SIMPLEJPEG = None  # the module once imported, False when it is not installed
+
+
+def _simplejpeg():
+    """simplejpeg (libjpeg-turbo), imported on first use; None where it is not installed (then torchvision
+    decodes, e.g. on GPU machines with their own image)."""
+    global _SIMPLEJPEG
+    if _SIMPLEJPEG is None:
+        try:
+            import simplejpeg
+        except ImportError:
+            simplejpeg = False
+        _SIMPLEJPEG = simplejpeg
+    return _SIMPLEJPEG or None
+
+
 def encode_frame(frame: np.ndarray, quality: int) -> bytes:
-    """(H, W, 3) uint8 RGB -> baseline JPEG bytes with 4:2:0 chroma subsampling (libjpeg-turbo)."""
-    return simplejpeg.encode_jpeg(np.ascontiguousarray(frame), quality=quality, colorspace="RGB", colorsubsampling="420")
+    """(H, W, 3) uint8 RGB -> baseline JPEG bytes with 4:2:0 chroma subsampling (libjpeg-turbo).
+
+    With simplejpeg; without it (a GPU machine's own image) torchvision's ``encode_jpeg``, which also
+    writes baseline 4:2:0 JPEG with libjpeg-turbo (not byte-identical: the caches differ slightly)."""
+    jpeg = _simplejpeg()
+    if jpeg is not None:
+        return jpeg.encode_jpeg(np.ascontiguousarray(frame), quality=quality, colorspace="RGB", colorsubsampling="420")
+    import torch
+    from torchvision.io import encode_jpeg
+
+    return encode_jpeg(torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1), quality=quality).numpy().tobytes()
 
 
 def decode_frame(data: bytes | memoryview, out: np.ndarray | None = None) -> np.ndarray:
-    """JPEG bytes -> (H, W, 3) uint8 RGB, written into ``out`` (C-contiguous) when given."""
-    return simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out)
+    """JPEG bytes -> (H, W, 3) uint8 RGB, written into ``out`` (C-contiguous) when given.
+
+    simplejpeg, or torchvision's ``decode_jpeg`` where simplejpeg is not installed (both libjpeg-turbo)."""
+    jpeg = _simplejpeg()
+    if jpeg is not None:
+        return jpeg.decode_jpeg(data, colorspace="RGB", buffer=out)
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    try:
+        image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    except RuntimeError as error:
+        raise ValueError(str(error)) from error
+    image = image.permute(1, 2, 0).numpy()
+    if out is None:
+        return np.ascontiguousarray(image)
+    if out.shape != image.shape:
+        raise ValueError(f"a {image.shape} frame does not fit the buffer {out.shape}")
+    out[...] = image
+    return out
 
 
 # ------------------------------------------------------------------------------------------ JSON lines
