@@ -638,7 +638,8 @@ def _register(ring: _MainRing, tensors: dict[str, torch.Tensor]) -> None:
     try:
         cudart = torch.cuda.cudart()
         for tensor in tensors.values():
-            if cudart.cudaHostRegister(tensor.data_ptr(), tensor.numel() * tensor.element_size(), 0) == 0:
+            result = cudart.cudaHostRegister(tensor.data_ptr(), tensor.numel() * tensor.element_size(), 0)
+            if int(getattr(result, "value", result)) == 0:  # cudaSuccess (an enum member or an int)
                 ring.registered.append(tensor)
     except Exception:  # noqa: BLE001 - a pageable buffer still works, only slower
         pass
