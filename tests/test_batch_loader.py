@@ -159,3 +159,20 @@ def test_slots_are_released_and_shared_memory_does_not_leak(cache, persistent):
     loader.close()
     gc.collect()
     assert shared_maps() <= before + 2  # torch may keep a small cached segment or two
+
+
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_decoding_on_the_device_falls_back_to_the_cpu_with_identical_batches(cache, mode):
+    """data.decode_device=device: workers ship JPEG bytes, the main process decodes, crops and flips on the
+    training device (here the CPU fallback): the same batches as the workers' CPU decoding."""
+    plain = PreparedDataset(cache, "train", CFG, mode=mode, seed=4)
+    want = copies(build_loader(plain, CFG, 3, shuffle=True, seed=5), (0, 1))
+    for workers in (0, 2):
+        cfg = replace(CFG, decode_device="device", num_workers=workers)
+        loader = build_loader(PreparedDataset(cache, "train", cfg, mode=mode, seed=4), cfg, 3, shuffle=True, seed=5,
+                              device="cpu")
+        got = copies(loader, (0, 1))
+        loader.close()
+        assert len(got) == len(want) == 6
+        for g, w in zip(got, want):
+            assert all(g[k].dtype == w[k].dtype and torch.equal(g[k], w[k]) for k in w), workers

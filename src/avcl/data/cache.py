@@ -522,6 +522,16 @@ class PreparedCache:
                 ) from error
         return out
 
+    def frame_bytes(self, i: int, frame_ids: Iterable[int] | np.ndarray) -> list[bytes]:
+        """The JPEG bytes of row ``i``'s frames ``frame_ids`` (for decoding elsewhere, e.g. on a GPU)."""
+        table = self.frame_table(i)
+        ids = np.asarray(frame_ids, dtype=np.int64).reshape(-1)
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(table) - 1):
+            raise IndexError(f"frame ids {ids.min()}..{ids.max()} out of range for {self.entries.path[i]}")
+        e = self.entries
+        shard, base = int(e.shard[i]), int(e.offset[i])
+        return [bytes(self._shards.view(shard, base + int(table[f]), base + int(table[f + 1]))) for f in ids]
+
     def mel_view(self, i: int) -> np.ndarray:
         """(n_mels, mel_frames) float16 read-only view of row ``i``'s log-mel (dB) in its shard."""
         e = self.entries

@@ -144,24 +144,31 @@ class _ClipDataset(Dataset, ABC):
         cfg, mode = self.cfg, self.mode
         video = self._video(pos)
         clip_len, crop = cfg.clip_len, cfg.crop_size
-        if mode == "test":
-            starts = T.uniform_clip_starts(video.num_frames, clip_len, cfg.test_clips)
-        elif mode == "train":
-            starts = np.array([T.random_clip_start(video.num_frames, clip_len, rng)])
-        else:
-            starts = np.array([T.centre_clip_start(video.num_frames, clip_len)])
+        starts = self._starts(video, rng)
         frames = self._clips(pos, video, starts, clip_len)
-        height, width = frames.shape[2:4]
-        if mode == "train":
-            y, x = T.random_crop_box(height, width, crop, rng)
-            flip = bool(cfg.hflip and rng.random() < 0.5)
-        else:
-            (y, x), flip = T.centre_crop_box(height, width, crop), False
+        y, x, flip = self._crop_box(*frames.shape[2:4], rng)
         clips = video_out if mode == "test" else video_out[None]  # (N, 3, T, crop, crop)
         for k, f in enumerate(frames):
             T.crop_clip_into(f, y, x, crop, flip, clips[k])
         self._audio_into(pos, video, starts, rng, audio_out if mode == "test" else audio_out[None])
         return video.label, video.row
+
+    def _starts(self, video: _Video, rng: np.random.Generator) -> np.ndarray:
+        """First frames of the sample's clips (the first random draw of a training sample)."""
+        cfg = self.cfg
+        if self.mode == "test":
+            return T.uniform_clip_starts(video.num_frames, cfg.clip_len, cfg.test_clips)
+        if self.mode == "train":
+            return np.array([T.random_clip_start(video.num_frames, cfg.clip_len, rng)])
+        return np.array([T.centre_clip_start(video.num_frames, cfg.clip_len)])
+
+    def _crop_box(self, height: int, width: int, rng: np.random.Generator) -> tuple[int, int, bool]:
+        """``(y, x, flip)`` of the clip crop (the draws after the clip start)."""
+        crop = self.cfg.crop_size
+        if self.mode == "train":
+            y, x = T.random_crop_box(height, width, crop, rng)
+            return y, x, bool(self.cfg.hflip and rng.random() < 0.5)
+        return (*T.centre_crop_box(height, width, crop), False)
 
     def _audio_into(self, pos: int, video: _Video, starts: np.ndarray, rng: np.random.Generator,
                     out: np.ndarray) -> None:
@@ -230,6 +237,30 @@ class PreparedDataset(_ClipDataset):
 
     def _mel(self, pos: int, video: _Video) -> np.ndarray:
         return self.cache.mel_view(video.row)
+
+    def encoded_batch(self, keys) -> dict:
+        """The batch of ``keys`` with its frames left as JPEG bytes (``data.decode_device=device``):
+        ``jpeg`` (B x N x T byte strings), ``boxes`` (B, 3) int64 ``(y, x, flip)``, ``clips`` (B, N, T),
+        and ``audio``, ``label``, ``index`` as ``get_batch`` makes them. ``decode_encoded_batch`` turns
+        it into ``get_batch``'s batch on any device; the random draws are the same, in the same order."""
+        n, cfg = len(keys), self.cfg
+        _, audio_shape = self.sample_shapes()
+        height, width = self.cache.frame_size
+        audio = np.empty((n, *audio_shape), np.float32)
+        label, index, boxes, jpeg = np.empty(n, np.int64), np.empty(n, np.int64), np.empty((n, 3), np.int64), []
+        for b, key in enumerate(keys):
+            pos, rng = self._key(key)
+            video = self._video(pos)
+            starts = self._starts(video, rng)
+            for start in starts:
+                jpeg.extend(self.cache.frame_bytes(video.row, T.clip_frame_ids(int(start), cfg.clip_len, video.num_frames)))
+            boxes[b] = self._crop_box(height, width, rng)
+            self._audio_into(pos, video, starts, rng, audio[b] if self.mode == "test" else audio[b][None])
+            label[b], index[b] = video.label, video.row
+        clips = cfg.test_clips if self.mode == "test" else 1
+        return {"jpeg": jpeg, "boxes": torch.from_numpy(boxes), "clips": (n, clips, cfg.clip_len),
+                "frame_size": (height, width), "test": self.mode == "test", "audio": torch.from_numpy(audio),
+                "label": torch.from_numpy(label), "index": torch.from_numpy(index)}
 
 
 class SourceDataset(_ClipDataset):
@@ -433,12 +464,42 @@ class _BatchDataset(Dataset):
 
     def __getitem__(self, task):
         iteration, keys = task
+        if self.dataset.cfg.decode_device == "device" and hasattr(self.dataset, "encoded_batch"):
+            return _Encoded(self.dataset.encoded_batch(keys))
         if not self.dataset.cfg.normalize_on_device:  # a float batch, normalised: made in memory of its own
             return self.dataset.get_batch(keys)
         if self._ring is None:
             in_worker = torch.utils.data.get_worker_info() is not None
             self._ring = _WorkerRing(self.dataset, self.batch_size, self.max_slots, shared=in_worker)
         return self._ring.fill(self.dataset, iteration, keys)
+
+
+def decode_encoded_batch(encoded: dict, data_cfg: DataConfig, device: torch.device | str) -> dict[str, torch.Tensor]:
+    """``PreparedDataset.encoded_batch`` -> the batch of ``get_batch``, its clips decoded, cropped and
+    flipped on ``device`` (``torchvision.io.decode_jpeg``, batched on CUDA; the same on the CPU, the
+    fallback, which gives ``get_batch``'s values: both decoders are libjpeg-turbo with its defaults)."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    device = torch.device(device)
+    data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in encoded["jpeg"]]
+    if device.type == "cuda":
+        frames = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    else:
+        frames = decode_jpeg(data, mode=ImageReadMode.RGB)
+    (n, clips, length), (height, width), crop = encoded["clips"], encoded["frame_size"], data_cfg.crop_size
+    frames = torch.stack(frames).view(n, clips, length, 3, height, width)
+    video = torch.empty((n, clips, 3, length, crop, crop), dtype=torch.uint8, device=device)
+    for b, (y, x, flip) in enumerate(encoded["boxes"].tolist()):
+        clip = frames[b, :, :, :, y : y + crop, x : x + crop]
+        video[b] = (clip.flip(-1) if flip else clip).transpose(1, 2)
+    video = video if encoded["test"] else video[:, 0]
+    if not data_cfg.normalize_on_device:
+        video = T.normalize_video(video, data_cfg)
+    return {"video": video, "audio": encoded["audio"], "label": encoded["label"], "index": encoded["index"]}
+
+
+class _Encoded(dict):
+    """A batch whose frames are still JPEG bytes, decoded by the main process on the training device."""
 
 
 def _identity(batch):
@@ -565,6 +626,11 @@ class BatchLoader:
     def _receive(self, item) -> dict[str, torch.Tensor]:
         if self._pending:
             self._flush()
+        if isinstance(item, _Encoded):  # data.decode_device=device: decoded here, on the training device
+            batch = decode_encoded_batch(item, self.dataset.cfg, self.device)
+            if self.pin_memory:
+                batch = {k: v if v.is_cuda else v.pin_memory() for k, v in batch.items()}
+            return batch
         if not isinstance(item, _SlotBatch):  # made in this process, or a worker had no free slot
             if self.pin_memory:
                 item = {k: v.pin_memory() for k, v in item.items()}
