@@ -3,7 +3,8 @@
 # paper's sizes (16x112x112 clips, 112x112 spectrogram crops), batch 64, bf16, with channels_last_3d
 # and torch.compile on and off; compute only (random uint8 batches made on the GPU) and from a prepared
 # cache through 15 loader workers (the data wait). The cache is random JPEG frames and spectrograms
-# written here without PyAV or librosa. Writes $OUT/gpu_check.json and $OUT/gpu_check.md (and each
+# written here without PyAV or librosa; once more with the JPEG frames decoded on the GPU
+# (data.decode_device=device, r3d). Writes $OUT/gpu_check.json and $OUT/gpu_check.md (and each
 # run's bench_train.json and log under $OUT/runs/).
 #
 #   OUT=/some/folder scripts/gpu_check.sh                 # on a GPU machine: fits 8 minutes on one H200
@@ -66,6 +67,7 @@ RUNS=(
   "synthetic-eager|synthetic|r3d,r21d,c3d|train.channels_last=false train.compile=false"
   "synthetic-cl|synthetic|r3d,r21d,c3d|train.channels_last=true train.compile=false"
   "cache-cl-w$WORKERS|cache|r3d,r21d,c3d|train.channels_last=true train.compile=false data.num_workers=$WORKERS"
+  "cache-cl-gpudecode-w$WORKERS|cache|r3d|train.channels_last=true train.compile=false data.num_workers=$WORKERS data.decode_device=device"
 )
 if [ "$COMPILE" = 1 ]; then
   for b in r3d r21d c3d; do

@@ -51,7 +51,7 @@ BACKBONES = ("r3d", "c3d", "r21d")
 # CPU step of the demo preset at batch 64 about a second or two.
 DEFAULT_STEPS = {"cuda": (30, 10), "cpu": (4, 1)}
 SWITCHES = ("train.amp", "train.channels_last", "train.compile", "data.num_workers", "data.pin_memory",
-            "data.persistent_workers", "data.prefetch_factor", "data.normalize_on_device")
+            "data.persistent_workers", "data.prefetch_factor", "data.normalize_on_device", "data.decode_device")
 
 
 def preset_path(backbone: str, device: torch.device) -> Path:
