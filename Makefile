@@ -24,6 +24,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/avcl bench loader --out runs/bench
+	$(BIN)/avcl bench loader --out runs/bench/b64 --cache runs/bench/cache --batch-size 64 --source-seconds 0
 	$(BIN)/avcl bench train --out runs/bench
 
 clean:

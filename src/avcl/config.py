@@ -48,6 +48,7 @@ class DataConfig:
     persistent_workers: bool = True
     prefetch_factor: int = 4
     normalize_on_device: bool = True  # ship uint8 clips, normalise on the training device
+    decode_device: str = "cpu"  # cpu: loader workers decode the JPEG frames; device: batched on the training device
 
 
 @dataclass
@@ -311,6 +312,7 @@ _CHOICES = {
     "optim.schedule": ("constant", "cosine", "step"),
     "optim.lr_scaling": ("none", "linear"),
     "train.amp": ("auto", "bf16", "fp16", "off"),
+    "data.decode_device": ("cpu", "device"),
     "train.device": ("auto", "cpu", "cuda"),
     "eval.modality": ("video", "audio", "both"),
     "eval.schedule": ("constant", "cosine", "step"),

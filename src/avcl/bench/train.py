@@ -54,7 +54,7 @@ BACKBONES = ("r3d", "c3d", "r21d")
 # CPU step of the demo preset at batch 64 about a second or two.
 DEFAULT_STEPS = {"cuda": (30, 10), "cpu": (4, 1)}
 SWITCHES = ("train.amp", "train.channels_last", "train.compile", "data.num_workers", "data.pin_memory",
-            "data.persistent_workers", "data.prefetch_factor", "data.normalize_on_device")
+            "data.persistent_workers", "data.prefetch_factor", "data.normalize_on_device", "data.decode_device")
 
 
 def preset_path(backbone: str, device: torch.device) -> Path:
@@ -83,26 +83,55 @@ def _batches(loader) -> Iterator[dict]:
         yield from loader
 
 
+SYNTHETIC_CLASSES = 12  # classes of the random labels of --data synthetic
+
+
+def _random_batches(cfg: Config, device: torch.device, count: int = 4) -> Iterator[dict]:
+    """``count`` batches of random uint8 clips, spectrogram crops and labels made on ``device``, cycled:
+    what the loader would deliver, at no data cost (``avcl bench train --data synthetic``)."""
+    d, size = cfg.data, cfg.train.batch_size
+    g = torch.Generator(device=device)
+    g.manual_seed(cfg.train.seed)
+    made = [{
+        "video": torch.randint(0, 256, (size, 3, d.clip_len, d.crop_size, d.crop_size), dtype=torch.uint8,
+                               device=device, generator=g),
+        "audio": torch.randn(size, 1, d.audio_crop, d.audio_crop, device=device, generator=g),
+        "label": torch.randint(0, SYNTHETIC_CLASSES, (size,), device=device, generator=g),
+        "index": torch.arange(size, device=device),
+    } for _ in range(count)]
+    return itertools.cycle(made)
+
+
 def _precision(device: torch.device, amp: str) -> str:
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return "fp32"
     return "fp16" if amp == "fp16" else "bf16"
 
 
-def bench_backbone(cfg: Config, cache: PreparedCache, split: str | None, device: torch.device, steps: int,
+def bench_backbone(cfg: Config, cache: PreparedCache | None, split: str | None, device: torch.device, steps: int,
                    warmup: int, peak_tflops: float | None) -> dict:
-    """Times ``warmup + steps`` training steps of ``cfg``'s method; returns the figures of the last ``steps``."""
+    """Times ``warmup + steps`` training steps of ``cfg``'s method; returns the figures of the last ``steps``.
+
+    ``cache=None``: random batches made on the device (compute only, no loader)."""
     seed_everything(cfg.train.seed)
-    method = place_method(cfg, build_method(cfg, num_classes=len(cache.classes) or None), device)
-    dataset = PreparedDataset(cache, split, cfg.data, mode="train", require_audio=method.uses_audio, seed=cfg.train.seed)
-    loader = split_loader(cfg, dataset, batch_size=cfg.train.batch_size, shuffle=True, device=device, drop_last=True)
-    if len(loader) == 0:
+    classes = SYNTHETIC_CLASSES if cache is None else len(cache.classes)
+    method = place_method(cfg, build_method(cfg, num_classes=classes or None), device)
+    if cache is None:
+        dataset, loader = (), None
+        batches = _random_batches(cfg, device)
+    else:
+        dataset = PreparedDataset(cache, split, cfg.data, mode="train", require_audio=method.uses_audio,
+                                  seed=cfg.train.seed)
+        loader = split_loader(cfg, dataset, batch_size=cfg.train.batch_size, shuffle=True, device=device,
+                              drop_last=True)
+    if loader is not None and len(loader) == 0:
         raise UserError(f"{cache.root}: {len(dataset)} usable videos, fewer than one batch of {cfg.train.batch_size}; "
                         "lower --batch-size or use a larger cache")
     optimizer = make_optimizer(method.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.momentum,
                                cfg.optim.weight_decay)
     model = torch.compile(method) if cfg.train.compile else method
-    batches = _batches(loader)
+    if loader is not None:
+        batches = _batches(loader)
     first = to_model_input(next(batches), cfg.data, device, channels_last=cfg.train.channels_last)
     flops = training_flops(method, first, device, cfg.train.amp) / cfg.train.batch_size
     del first
@@ -156,11 +185,13 @@ def bench_backbone(cfg: Config, cache: PreparedCache, split: str | None, device:
     }
     if device.type == "cuda":
         result["max_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+    if loader is not None and hasattr(loader, "close"):
+        loader.close()
     del loader, batches  # stops persistent workers now, not at the next garbage collection
     return result
 
 
-def run_train_bench(cache: str | os.PathLike, *, out: str | os.PathLike | None = None,
+def run_train_bench(cache: str | os.PathLike | None, *, out: str | os.PathLike | None = None,
                     backbones: Sequence[str] = BACKBONES, batch_size: int = 64, steps: int | None = None,
                     warmup: int | None = None, config: str | os.PathLike | None = None,
                     overrides: Sequence[str] = (), split: str | None = "train", peak_tflops: float | None = None,
@@ -171,15 +202,16 @@ def run_train_bench(cache: str | os.PathLike, *, out: str | os.PathLike | None =
     unmeasured ones (defaults: 30 and 10 on CUDA, 4 and 1 on the CPU). ``split``: the split to draw
     from; all videos of the cache when it holds fewer than one batch (or ``split=None``).
     ``peak_tflops`` replaces the device's peak from the table (for a GPU missing from it).
-    Writes ``bench_train.json`` under ``out`` when given; returns what it writes.
+    Writes ``bench_train.json`` under ``out`` when given; returns what it writes. ``cache=None``: random
+    batches made on the device (``--data synthetic``: the compute-only figures, no loader, no decoding).
     """
     unknown = [b for b in backbones if b not in BACKBONES]
     if unknown or not backbones:
         raise UserError(f"unknown backbone(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(BACKBONES)}")
     if batch_size < 1:
         raise UserError(f"--batch-size must be positive, got {batch_size}")
-    cache = cache if isinstance(cache, PreparedCache) else PreparedCache(cache)
-    if split is not None and len(cache.indices(split)) < batch_size:
+    cache = cache if isinstance(cache, PreparedCache) or cache is None else PreparedCache(cache)
+    if cache is not None and split is not None and len(cache.indices(split)) < batch_size:
         split = None
     # train.device (auto, or set by the preset or an override) picks the device, which picks the preset
     base = load_config(config, overrides)
@@ -198,7 +230,7 @@ def run_train_bench(cache: str | os.PathLike, *, out: str | os.PathLike | None =
         "machine": host,
         "device": str(device),
         **peak,
-        "cache": str(cache.root),
+        "cache": "synthetic (random batches on the device)" if cache is None else str(cache.root),
         "split": split or "all",
         "runs": [],
     }

@@ -39,7 +39,7 @@ def add_loader(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader worker counts to measure (default 0 1 2)")
     p.add_argument("--batch-size", type=int, default=16, help="default 16")
     p.add_argument("--seconds", type=float, default=10.0, help="measuring time per setting, seconds (default 10)")
-    p.add_argument("--source-seconds", type=float, default=None, help="the same for decoding the source (default: --seconds)")
+    p.add_argument("--source-seconds", type=float, default=None, help="the same for decoding the source (default: --seconds; 0 skips the source)")
     p.add_argument("--split", default="train", help="split to sample from (default train; all videos if the cache lacks it)")
     p.add_argument("--classes", type=int, default=8, help="synthetic benchmark: classes (default 8)")
     p.add_argument("--per-class", type=int, default=8, help="synthetic benchmark: videos per class (default 8)")
@@ -98,6 +98,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--cache", help="a prepared cache (default: generate and prepare a synthetic benchmark under OUT/train)")
+    p.add_argument("--data", choices=("cache", "synthetic"), default="cache",
+                   help="cache: batches through the loader from --cache (or a generated synthetic benchmark); "
+                   "synthetic: random uint8 batches made on the device, no loader or decoding (compute-only MFU)")
     p.add_argument("--out", default="runs/bench", help="folder for bench_train.json")
     p.add_argument("--backbones", default="r3d,c3d,r21d", help="comma-separated backbones")
     p.add_argument("--batch-size", type=int, default=64, help="batch per process")
@@ -117,7 +120,10 @@ def run_train(args: argparse.Namespace) -> int:
     from avcl.bench.train import format_train_table, run_train_bench
 
     # the synthetic benchmark of this command has its own folder: it needs more videos than bench loader's
-    cache = _cache_or_synthetic(argparse.Namespace(**{**vars(args), "out": str(Path(args.out) / "train")}))
+    if getattr(args, "data", "cache") == "synthetic":
+        cache = None
+    else:
+        cache = _cache_or_synthetic(argparse.Namespace(**{**vars(args), "out": str(Path(args.out) / "train")}))
     results = run_train_bench(cache, out=args.out, backbones=[b.strip() for b in args.backbones.split(",") if b.strip()],
                               batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, config=args.config,
                               overrides=args.overrides, split="train" if args.cache else None,

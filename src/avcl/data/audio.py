@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-import librosa
 import numpy as np
 import torch
 
@@ -41,6 +40,8 @@ class MelSettings:
 @functools.lru_cache(maxsize=8)
 def _mel_basis(settings: MelSettings) -> torch.Tensor:
     """(n_mels, n_fft // 2 + 1) float32 Slaney mel filter bank."""
+    import librosa  # loaded where it is used: avcl imports without it (GPU machines' own image)
+
     basis = librosa.filters.mel(
         sr=settings.sample_rate, n_fft=settings.n_fft, n_mels=settings.n_mels, fmin=settings.fmin, fmax=settings.fmax
     )

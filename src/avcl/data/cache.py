@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-import simplejpeg
 
 from avcl.errors import UserError
 
@@ -62,14 +61,57 @@ class CacheError(UserError):
 # ----------------------------------------------------------------------------------------- JPEG frames
 
 
+_SIMPLEJPEG = None  # the module once imported, False when it is not installed
+
+
+def _simplejpeg():
+    """simplejpeg (libjpeg-turbo), imported on first use; None where it is not installed (then torchvision
+    decodes, e.g. on GPU machines with their own image)."""
+    global _SIMPLEJPEG
+    if _SIMPLEJPEG is None:
+        try:
+            import simplejpeg
+        except ImportError:
+            simplejpeg = False
+        _SIMPLEJPEG = simplejpeg
+    return _SIMPLEJPEG or None
+
+
 def encode_frame(frame: np.ndarray, quality: int) -> bytes:
-    """(H, W, 3) uint8 RGB -> baseline JPEG bytes with 4:2:0 chroma subsampling (libjpeg-turbo)."""
-    return simplejpeg.encode_jpeg(np.ascontiguousarray(frame), quality=quality, colorspace="RGB", colorsubsampling="420")
+    """(H, W, 3) uint8 RGB -> baseline JPEG bytes with 4:2:0 chroma subsampling (libjpeg-turbo).
+
+    With simplejpeg; without it (a GPU machine's own image) torchvision's ``encode_jpeg``, which also
+    writes baseline 4:2:0 JPEG with libjpeg-turbo (not byte-identical: the caches differ slightly)."""
+    jpeg = _simplejpeg()
+    if jpeg is not None:
+        return jpeg.encode_jpeg(np.ascontiguousarray(frame), quality=quality, colorspace="RGB", colorsubsampling="420")
+    import torch
+    from torchvision.io import encode_jpeg
+
+    return encode_jpeg(torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1), quality=quality).numpy().tobytes()
 
 
 def decode_frame(data: bytes | memoryview, out: np.ndarray | None = None) -> np.ndarray:
-    """JPEG bytes -> (H, W, 3) uint8 RGB, written into ``out`` (C-contiguous) when given."""
-    return simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out)
+    """JPEG bytes -> (H, W, 3) uint8 RGB, written into ``out`` (C-contiguous) when given.
+
+    simplejpeg, or torchvision's ``decode_jpeg`` where simplejpeg is not installed (both libjpeg-turbo)."""
+    jpeg = _simplejpeg()
+    if jpeg is not None:
+        return jpeg.decode_jpeg(data, colorspace="RGB", buffer=out)
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    try:
+        image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    except RuntimeError as error:
+        raise ValueError(str(error)) from error
+    image = image.permute(1, 2, 0).numpy()
+    if out is None:
+        return np.ascontiguousarray(image)
+    if out.shape != image.shape:
+        raise ValueError(f"a {image.shape} frame does not fit the buffer {out.shape}")
+    out[...] = image
+    return out
 
 
 # ------------------------------------------------------------------------------------------ JSON lines
@@ -452,8 +494,9 @@ class PreparedCache:
         start = int(e.table_offset[i])
         return np.frombuffer(self._shards.view(int(e.shard[i]), start, start + 8 * n), dtype="<u8")
 
-    def read_frames(self, i: int, frame_ids: Iterable[int] | np.ndarray) -> np.ndarray:
-        """(len(frame_ids), H, W, 3) uint8 RGB frames of row ``i``."""
+    def read_frames(self, i: int, frame_ids: Iterable[int] | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(len(frame_ids), H, W, 3) uint8 RGB frames of row ``i``, decoded into ``out`` when given (a
+        C-contiguous uint8 array of that shape, e.g. a reused buffer)."""
         e = self.entries
         table = self.frame_table(i)
         ids = np.asarray(frame_ids, dtype=np.int64).reshape(-1)
@@ -461,18 +504,33 @@ class PreparedCache:
         if len(ids) and (ids.min() < 0 or ids.max() >= n):
             raise IndexError(f"frame ids {ids.min()}..{ids.max()} out of range for {e.path[i]} ({n} frames)")
         height, width = self.frame_size
-        out = np.empty((len(ids), height, width, 3), dtype=np.uint8)
+        if out is None:
+            out = np.empty((len(ids), height, width, 3), dtype=np.uint8)
+        if not len(ids):
+            return out
         shard, base = int(e.shard[i]), int(e.offset[i])
-        for k, f in enumerate(ids):
-            data = self._shards.view(shard, base + int(table[f]), base + int(table[f + 1]))
+        starts, ends = table[ids].tolist(), table[ids + 1].tolist()
+        lo = min(starts)
+        blob = self._shards.view(shard, base + lo, base + max(ends))  # one bounds check and slice for the clip
+        for k, (start, end) in enumerate(zip(starts, ends)):
             try:
-                decode_frame(data, out[k])
+                decode_frame(blob[start - lo : end - lo], out[k])
             except ValueError as error:
                 raise CacheError(
-                    f"{self.root / SHARDS / self.shard_names[shard]}: frame {f} of {e.path[i]} is not a valid JPEG "
-                    f"({error}); the cache is damaged, prepare it into a new folder"
+                    f"{self.root / SHARDS / self.shard_names[shard]}: frame {ids[k]} of {e.path[i]} is not a valid "
+                    f"JPEG ({error}); the cache is damaged, prepare it into a new folder"
                 ) from error
         return out
+
+    def frame_bytes(self, i: int, frame_ids: Iterable[int] | np.ndarray) -> list[bytes]:
+        """The JPEG bytes of row ``i``'s frames ``frame_ids`` (for decoding elsewhere, e.g. on a GPU)."""
+        table = self.frame_table(i)
+        ids = np.asarray(frame_ids, dtype=np.int64).reshape(-1)
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(table) - 1):
+            raise IndexError(f"frame ids {ids.min()}..{ids.max()} out of range for {self.entries.path[i]}")
+        e = self.entries
+        shard, base = int(e.shard[i]), int(e.offset[i])
+        return [bytes(self._shards.view(shard, base + int(table[f]), base + int(table[f + 1]))) for f in ids]
 
     def mel_view(self, i: int) -> np.ndarray:
         """(n_mels, mel_frames) float16 read-only view of row ``i``'s log-mel (dB) in its shard."""

@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from avcl.progress import progress as progress_bar
 
 from avcl.data import cache as C
 from avcl.data.audio import MelSettings, log_mel
@@ -311,7 +311,7 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
         options = {**settings, "quality": quality, "min_frames": min_frames}
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         new = 0
-        bar = tqdm(total=len(items), initial=len(items) - len(pending), unit="video", desc="prepare",
+        bar = progress_bar(total=len(items), initial=len(items) - len(pending), unit="video", desc="prepare",
                    disable=not progress, dynamic_ncols=True, smoothing=0.05)
         try:
             with open(index_path, "a") as index, open(skipped_path, "a") as skipped:

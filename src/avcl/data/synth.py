@@ -38,7 +38,7 @@ from typing import Callable, Iterator
 
 import av
 import numpy as np
-from tqdm import tqdm
+from avcl.progress import progress as progress_bar
 
 from avcl.errors import UserError
 
@@ -829,7 +829,7 @@ def _prepare_folder(out: Path) -> None:
 
 
 def _run_jobs(jobs: list[_VideoJob], workers: int, progress: bool) -> Iterator[dict[str, str]]:
-    bar = tqdm(total=len(jobs), desc="avcl synth", unit="video", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(jobs), desc="avcl synth", unit="video", disable=not progress, dynamic_ncols=True)
     with bar:
         if workers <= 1:
             for job in jobs:

@@ -68,6 +68,15 @@ def crop_clip(frames: np.ndarray, y: int, x: int, size: int, flip: bool = False)
     return torch.from_numpy(np.ascontiguousarray(clip.transpose(3, 0, 1, 2)))
 
 
+def crop_clip_into(frames: np.ndarray, y: int, x: int, size: int, flip: bool, out: np.ndarray) -> np.ndarray:
+    """``crop_clip`` written into ``out`` ((3, T, size, size) uint8, e.g. a row of a batch): no allocation."""
+    clip = frames[:, y : y + size, x : x + size]
+    if flip:
+        clip = clip[:, :, ::-1]
+    np.copyto(out, clip.transpose(3, 0, 1, 2))
+    return out
+
+
 # ------------------------------------------------------------------------------------------ video float
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
+from avcl.progress import progress as progress_bar, write as progress_write
 
 from avcl import distributed as dist
 from avcl.config import Config
@@ -460,7 +460,7 @@ class Trainer:
             self.save(improved or self.evaluate is None)
             if self.is_main:
                 summary = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch" and isinstance(v, float))
-                tqdm.write(f"epoch {record['epoch']}/{self.epochs}: {summary}")
+                progress_write(f"epoch {record['epoch']}/{self.epochs}: {summary}")
             dist.barrier()
         if self.is_main:
             self.logger.close()
@@ -494,7 +494,7 @@ class Trainer:
         count = 0
         wait = compute = 0.0
         window_samples, window_start = 0, time.perf_counter()
-        bar = tqdm(
+        bar = progress_bar(
             total=self.steps_per_epoch,
             desc=f"{self.kind} epoch {epoch + 1}/{self.epochs}",
             unit="step",

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
+from avcl.progress import progress as progress_bar
 
 from avcl.config import Config
 from avcl.data.transforms import to_model_input
@@ -66,7 +66,7 @@ def collect(fn: Callable[[dict], Tensor], loader, cfg: Config, device: torch.dev
     """Apply ``fn`` to every batch; test-mode batches (B, N, ...) are flattened to B*N clips and
     returned as (B, N, D). Returns (outputs on the CPU, labels)."""
     outs, labels = [], []
-    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not cfg.train.progress):
+    for batch in progress_bar(loader, desc=desc, unit="batch", leave=False, disable=not cfg.train.progress):
         batch = to_model_input(batch, cfg.data, device)
         clips = batch["video"].dim() == 6 if "video" in batch else batch["audio"].dim() == 5
         if clips:
