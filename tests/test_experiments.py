@@ -25,7 +25,8 @@ def test_every_row_is_a_valid_configuration(table):
 
 def test_method_selection_and_its_errors():
     assert [r.name for r in table4_rows("avcl,baseline-r+a")] == ["AVCL", "Baseline-R+A"]
-    assert len(table4_rows("all")) == 10
+    assert len(table4_rows("all")) == 11
+    assert table4_rows("avcl-paper")[0].name == "AVCL (paper literal)"
     with pytest.raises(UserError, match="unknown method"):
         table4_rows("avcl,simclrr")
 

@@ -17,8 +17,10 @@ def register(sub) -> None:
                        description="Pretrains each method (and trains the supervised baselines) on --data with "
                        "the same preset, evaluates each by the same protocols at video level, and writes "
                        "table4.md, table4.json and a bar chart per protocol. Interrupted, it resumes.")
-    p.add_argument("--methods", default="all", help="all, or e.g. avcl,simclr,moco,byol,simsiam,barlow,iic,"
-                   "baseline-r,baseline-a,baseline-r+a")
+    from avcl.experiments import METHOD_ROWS
+
+    p.add_argument("--methods", default="all", help=f"all, or some of {','.join(METHOD_ROWS)} "
+                   "(avcl-paper: AVCL with the paper's text to the letter)")
     _common(p)
     p.set_defaults(func=run_compare)
 
