@@ -64,3 +64,15 @@ def test_ablate_cli_writes_its_table(tiny_cache, tmp_path):
     md = (tmp_path / "table1.md").read_text()
     assert md.count("\n| ") == 6 and "1 shared model" in md and (tmp_path / "table1_linear.png").is_file()
     assert "| random init (untrained encoders) |" in md and "linear audio (%)" in md
+
+
+def test_knn_and_retrieval_columns(tiny_cache, tmp_path):
+    base = load_config(None, [*TINY, f"data.root={tiny_cache}", "train.epochs=1"])
+    rows = [Row("AVCL", ("method.name=avcl",), paper=75.6)]
+    run_table(base, "tiny", rows, tmp_path, seeds=1, protocols=("knn", "retrieval"), name="n")
+    md = (tmp_path / "n.md").read_text()
+    assert "kNN both (%)" in md and "retrieval R@1 (%)" in md and "retrieval R@5 (%)" in md
+    results = [json.loads(path.read_text()) for path in tmp_path.rglob("result.json")]
+    assert sorted(r["row"] for r in results) == ["AVCL", "random init"]
+    for result in results:
+        assert 0 <= result["retrieval_top1"] <= result["retrieval_top5"] <= 100 and 0 <= result["knn"] <= 100

@@ -34,9 +34,12 @@ class Row:
 RANDOM_INIT = Row("random init", random=True, note="untrained encoders")
 PROBE_MODALITIES = ("video", "audio", "both")
 # protocol -> the result keys (table columns) it fills
-COLUMNS = {"linear": tuple(f"linear_{m}" for m in PROBE_MODALITIES), "finetune": ("finetune",)}
+COLUMNS = {"linear": tuple(f"linear_{m}" for m in PROBE_MODALITIES), "finetune": ("finetune",),
+           "knn": ("knn",), "retrieval": ("retrieval_top1", "retrieval_top5")}
 HEADERS = {"linear_video": "linear video (%)", "linear_audio": "linear audio (%)",
-           "linear_both": "linear both (%)", "finetune": "finetune top-1 (%)"}
+           "linear_both": "linear both (%)", "finetune": "finetune top-1 (%)", "knn": "kNN both (%)",
+           "retrieval_top1": "retrieval R@1 (%)", "retrieval_top5": "retrieval R@5 (%)"}
+PROTOCOLS = tuple(COLUMNS)
 
 
 TABLE4 = [
@@ -121,6 +124,21 @@ def _columns(row: Row, protocols: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(c for p in protocols for c in COLUMNS[p] if not (row.random and p == "finetune"))
 
 
+def neighbour_metrics(method, cfg: Config) -> dict[str, float]:
+    """kNN top-1 (k=20) and retrieval R@1/R@5 (``pooled`` convention) of the frozen features of both
+    modalities: test videos against training videos (METHOD.md section 6)."""
+    from avcl.evaluation.features import embed_videos
+    from avcl.evaluation.neighbours import knn_accuracy, retrieval_topk
+
+    feats = embed_videos(method, copy.deepcopy(cfg), cfg.data.root, modality="both", layer="pool",
+                         progress=cfg.train.progress)
+    train, train_y = feats.split(cfg.data.train_split)
+    test, test_y = feats.split(cfg.data.test_split)
+    retrieval = retrieval_topk(train, train_y, test, test_y, ks=(1, 5), convention="pooled")
+    knn = knn_accuracy(train, train_y, test, test_y, len(feats.classes))
+    return {"knn": knn["top1"], "retrieval_top1": retrieval["top1"], "retrieval_top5": retrieval["top5"]}
+
+
 def random_encoders(cfg: Config, num_classes: int):
     """The encoders of ``cfg.model``, untrained (initialised from ``cfg.train.seed``), features
     concatenated for "both": the random-init reference of every table and of the demo."""
@@ -161,6 +179,8 @@ def run_row(base: Config, row: Row, seed: int, out: Path, protocols: tuple[str, 
         if any(c.startswith("linear_") for c in missing):
             probes = linear_probes(method, cfg, out / "linear", PROBE_MODALITIES, title=row.name)
             result.update({f"linear_{m}": r["top1"] for m, r in probes.items()})
+        if {"knn", "retrieval_top1", "retrieval_top5"} & set(missing):
+            result.update(neighbour_metrics(method, cfg))
         if "finetune" in missing:
             res = finetune(cfg, out / "finetune", pretrained=method, resume=(out / "finetune" / "last.pt").exists())
             result["finetune"] = res["test"]["top1"]

@@ -9,7 +9,8 @@ def _common(p) -> None:
     add_config_options(p, out_help="folder for the runs, the table (.md, .json) and the bar chart (.png)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per row (mean and standard deviation)")
     p.add_argument("--protocols", default="linear,finetune",
-                   help="comma-separated: linear (probe on frozen features), finetune (end to end)")
+                   help="comma-separated: linear (probes on frozen features: video, audio, both), finetune "
+                   "(end to end), knn (weighted kNN, k=20), retrieval (R@1 and R@5, pooled features)")
 
 
 def register(sub) -> None:
@@ -33,9 +34,11 @@ def register(sub) -> None:
 
 def _protocols(text: str) -> tuple[str, ...]:
     protocols = tuple(p.strip() for p in text.split(",") if p.strip())
-    bad = [p for p in protocols if p not in ("linear", "finetune")]
+    from avcl.experiments import PROTOCOLS
+
+    bad = [p for p in protocols if p not in PROTOCOLS]
     if bad or not protocols:
-        raise UserError(f"--protocols takes linear and/or finetune, got {text!r}")
+        raise UserError(f"--protocols takes some of {', '.join(PROTOCOLS)}, got {text!r}")
     return protocols
 
 
