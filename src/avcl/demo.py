@@ -120,7 +120,7 @@ def run_demo(out: str | Path, classes: int = 8, per_class: int = 60, epochs: int
     from avcl.data.synth import generate_benchmark
     from avcl.engine.pretrain import pretrain
     from avcl.evaluation.classify import finetune, linear_probes
-    from avcl.experiments import random_encoders
+    from avcl.experiments import neighbour_metrics, random_encoders
 
     out = Path(out)
     if out.exists():
@@ -184,6 +184,14 @@ def run_demo(out: str | Path, classes: int = 8, per_class: int = 60, epochs: int
                     folder = out / "probes" / row.replace(" ", "_").replace("+", "") / f"seed{s}"
                     probes[row].append(linear_probes(methods[row](), run_cfg, folder, MODALITIES, title=row))
 
+    neighbours: dict[str, dict[str, float]] = {}
+    first_cfg, first_methods = methods_per_seed[0][1], methods_per_seed[0][2]
+    with stage("neighbours", "    kNN, retrieval and t-SNE of random init vs AVCL (first seed)"):
+        for row in ("random init", "AVCL"):
+            if row in first_methods:
+                slug = row.replace(" ", "_").lower()
+                neighbours[row] = neighbour_metrics(first_methods[row](), first_cfg, out / f"tsne_{slug}.png", row)
+
     table = ["| linear probe, frozen features | video | audio | both |", "|---|---|---|---|"]
     for row in rows:
         cells = [_cell([p[m]["top1"] for p in probes[row]]) for m in MODALITIES]
@@ -191,6 +199,11 @@ def run_demo(out: str | Path, classes: int = 8, per_class: int = 60, epochs: int
             cells = [f"{c} (diverged: {len(diverged[row])} of {seeds} seeds)" if probes[row] else "diverged"
                      for c in cells]
         table.append(f"| {row} | " + " | ".join(cells) + " |")
+    if neighbours:
+        table += ["", "| frozen features, both modalities | kNN top-1 | retrieval R@1 | retrieval R@5 |",
+                  "|---|---|---|---|"]
+        table += [f"| {row} | {r['knn']:.1f} | {r['retrieval_top1']:.1f} | {r['retrieval_top5']:.1f} |"
+                  for row, r in neighbours.items()]
     notes = [f"Top-1 (%) at video level on {test_videos} test videos (one video = {100 / max(1, test_videos):.1f} "
              f"points), {cfg.data.test_clips} clips each; chance {100 / num_classes:.1f} %; "
              + (f"mean ± std over {seeds} seeds." if seeds > 1 else "one seed.")]
@@ -205,6 +218,7 @@ def run_demo(out: str | Path, classes: int = 8, per_class: int = 60, epochs: int
         "results": {row: [{m: {"top1": p[m]["top1"], "top5": p[m]["top5"], "weight_decay": p[m]["weight_decay"],
                                 "block_scale": p[m]["block_scale"]} for m in MODALITIES} for p in probes[row]]
                     for row in rows},
+        "neighbours": neighbours,
         "supervised_finetuned": [{"top1": t["top1"], "top5": t["top5"]} for t in supervised_test],
         "diverged": diverged,
         "seeds": list(range(seed, seed + seeds)),
@@ -239,6 +253,7 @@ def run_demo(out: str | Path, classes: int = 8, per_class: int = 60, epochs: int
         + (", `avcl_paper/seed*/loss_curves.png`" if paper else "")
         + (", `supervised/seed*/loss_curves.png`, `supervised/seed*/test/confusion.png`" if supervised else "")
         + ", `probes/<row>/seed*/<modality>/confusion.png` and `metrics.json` (the validation choice), "
+        "`tsne_random_init.png`, `tsne_avcl.png`, "
         "`logs/<stage>.log`.",
     ]
     (out / "report.md").write_text("\n".join(report) + "\n")

@@ -124,14 +124,17 @@ def _columns(row: Row, protocols: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(c for p in protocols for c in COLUMNS[p] if not (row.random and p == "finetune"))
 
 
-def neighbour_metrics(method, cfg: Config) -> dict[str, float]:
+def neighbour_metrics(method, cfg: Config, tsne: Path | None = None, title: str = "") -> dict[str, float]:
     """kNN top-1 (k=20) and retrieval R@1/R@5 (``pooled`` convention) of the frozen features of both
-    modalities: test videos against training videos (METHOD.md section 6)."""
-    from avcl.evaluation.features import embed_videos
+    modalities: test videos against training videos (METHOD.md section 6); ``tsne``: also draw the
+    t-SNE of the test videos' features there."""
+    from avcl.evaluation.features import embed_videos, tsne_plot
     from avcl.evaluation.neighbours import knn_accuracy, retrieval_topk
 
     feats = embed_videos(method, copy.deepcopy(cfg), cfg.data.root, modality="both", layer="pool",
                          progress=cfg.train.progress)
+    if tsne is not None and len(feats.rows(cfg.data.test_split)) >= 5:  # too few to draw otherwise
+        tsne_plot(feats, cfg.data.test_split, tsne, title=f"t-SNE, {title}: test videos, both modalities")
     train, train_y = feats.split(cfg.data.train_split)
     test, test_y = feats.split(cfg.data.test_split)
     retrieval = retrieval_topk(train, train_y, test, test_y, ks=(1, 5), convention="pooled")

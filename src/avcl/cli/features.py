@@ -185,26 +185,13 @@ def run_knn(args) -> int:
 
 def run_tsne(args) -> int:
     import numpy as np
-    from sklearn.manifold import TSNE
 
-    from avcl.evaluation.plots import plot_embedding
+    from avcl.evaluation.features import tsne_plot
 
     out = _out(args, "runs/tsne")
-    feats = _features(args)
-    if args.split == "all":
-        rows = [i for i, label in enumerate(feats.labels) if label in feats.classes]
-    else:
-        rows = feats.rows(args.split)
-    if len(rows) < 5:
-        raise UserError(f"t-SNE needs at least 5 labelled videos; split '{args.split}' has {len(rows)}")
-    x = feats.features[rows].astype(np.float64)
-    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
-    points = TSNE(2, perplexity=min(args.perplexity, (len(rows) - 1) / 3), init="pca", random_state=0).fit_transform(x)
-    labels = [feats.classes.index(feats.labels[i]) for i in rows]
+    points = tsne_plot(_features(args), args.split, out / "tsne.png", args.perplexity)
     np.save(out / "tsne.npy", points)
-    title = f"t-SNE of {feats.info.get('modality', '')} features ({args.split}, {len(rows)} videos)"
-    path = plot_embedding(points, labels, feats.classes, out / "tsne.png", title=title)
-    print(f"t-SNE of {len(rows)} videos -> {path}")
+    print(f"t-SNE of {len(points)} videos -> {out / 'tsne.png'}")
     return 0
 
 

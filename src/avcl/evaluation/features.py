@@ -194,3 +194,25 @@ def _video_path(dataset, pos: int) -> str:
     if hasattr(dataset, "items"):  # SourceDataset
         return dataset.items[pos].path
     return str(dataset.cache.entries.path[int(dataset.rows[pos])])
+
+
+def tsne_plot(feats: FeatureSet, split: str, path: str | Path, perplexity: float = 30.0, title: str | None = None):
+    """A 2-D t-SNE (scikit-learn, standardised features, PCA start, seed 0) of the labelled videos of
+    ``split`` (``all``: every split), coloured by class, drawn to ``path``. Returns the (N, 2) points."""
+    from sklearn.manifold import TSNE
+
+    from avcl.evaluation.plots import plot_embedding
+
+    if split == "all":
+        rows = [i for i, label in enumerate(feats.labels) if label in feats.classes]
+    else:
+        rows = feats.rows(split)
+    if len(rows) < 5:
+        raise UserError(f"t-SNE needs at least 5 labelled videos; split '{split}' has {len(rows)}")
+    x = feats.features[rows].astype(np.float64)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
+    points = TSNE(2, perplexity=min(perplexity, (len(rows) - 1) / 3), init="pca", random_state=0).fit_transform(x)
+    labels = [feats.classes.index(feats.labels[i]) for i in rows]
+    title = title or f"t-SNE of {feats.info.get('modality', '')} features ({split}, {len(rows)} videos)"
+    plot_embedding(points, labels, feats.classes, path, title=title)
+    return points
