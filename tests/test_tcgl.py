@@ -250,6 +250,15 @@ def test_true_order_edges_reveal_the_label_and_position_edges_do_not():
             out = method(batch)
         return logits[0], out["inter"]
 
+    torch.manual_seed(0)
+    method = build_method(tcgl_config(inter_edges="true_order")).eval()
+    batch = tuple_batch(6)
+    with torch.no_grad():  # order_logits is the clean-view ASOP of forward
+        captured = []
+        method.asop.register_forward_hook(lambda m, i, o: captured.append(o))
+        method(batch)
+        torch.testing.assert_close(method.order_logits(batch["tuple"], batch["order"]), captured[0])
+
     a, b = torch.zeros(6, dtype=torch.long), torch.arange(6)
     logits_a, inter_a = run("positions", a)
     logits_b, inter_b = run("positions", b)
@@ -317,6 +326,10 @@ def test_pretrain_then_linear_probe_with_stkd(tiny_cache, tmp_path):
             "tcgl.gap=2", "train.epochs=1", "train.max_steps_per_epoch=2")
     log = [json.loads(line) for line in (tmp_path / "pre" / "log.jsonl").read_text().splitlines()]
     assert any("order_acc" in r for r in log), log[:3]
+    from avcl.methods.tcgl import evaluate_order
+
+    result = evaluate_order(str(tmp_path / "pre" / "last.pt"), "train", draws=1, batch_size=8)
+    assert 0.0 <= result["order_acc"] <= 100.0 and result["tuples"] > 0 and result["inter_edges"] == "positions"
     run_cli("linear", "--checkpoint", str(tmp_path / "pre"), "--out", str(tmp_path / "lin"), "eval.linear_epochs=2",
             "eval.modality=video", "data.stkd=true")
     metrics = json.loads((tmp_path / "lin" / "metrics.json").read_text())

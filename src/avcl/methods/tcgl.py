@@ -213,6 +213,19 @@ class TCGL(Method):
         set_features = self.video_encoder(sets).view(b, s, k, -1)
         return snippet_features, set_features
 
+    def inter_adjacency(self, order: Tensor) -> Tensor:
+        """(B, 3, 3) clean inter-snippet graph: the chain of positions, or of true time (``true_order``)."""
+        if self.cfg.tcgl.inter_edges == "true_order":
+            return true_order_adjacency(order)
+        return chain_adjacency(SNIPPETS).to(order.device).expand(order.shape[0], SNIPPETS, SNIPPETS)
+
+    @torch.no_grad()
+    def order_logits(self, tuples: Tensor, order: Tensor) -> Tensor:
+        """(B, 6) ASOP logits on the clean inter graph, without dropout (``order`` is read only by
+        ``true_order`` edges)."""
+        snippets, _ = self.encode(tuples)
+        return self.asop(self.inter_gcn(snippets.float(), self.inter_adjacency(order)))
+
     # -- training -------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         tuples, order = batch["tuple"], batch["order"]
@@ -226,10 +239,7 @@ class TCGL(Method):
         mask = draws["feature_mask"]
 
         intra_adj = chain_adjacency(k).to(tuples.device).expand(b, SNIPPETS, k, k)
-        if t.inter_edges == "true_order":
-            inter_adj = true_order_adjacency(order)
-        else:
-            inter_adj = chain_adjacency(SNIPPETS).to(tuples.device).expand(b, SNIPPETS, SNIPPETS)
+        inter_adj = self.inter_adjacency(order)
 
         intra1 = self.intra(sets, intra_adj)
         intra2 = self.intra(sets * mask[:, None, None], intra_adj * draws["intra_keep"])
@@ -253,3 +263,29 @@ class TCGL(Method):
 
     def embed_dim(self, modality: str) -> int:
         return self.feature_dim
+
+
+@torch.no_grad()
+def evaluate_order(checkpoint: str, split: str = "val", draws: int = 5, data_root: str | None = None,
+                   batch_size: int = 32) -> dict:
+    """Snippet-order accuracy (%) of a TCGL checkpoint on ``draws`` tuples of every video of ``split``
+    (eval mode, keys ``(pos, draw)``: the same tuples for every checkpoint). With ``true_order`` edges
+    the graph itself carries part of the answer, so the figure then overstates what was learned."""
+    from avcl.api import method_from_checkpoint
+    from avcl.data.transforms import to_model_input
+    from avcl.data.tuples import TupleDataset
+
+    method = method_from_checkpoint(checkpoint)
+    if not isinstance(method, TCGL):
+        raise UserError(f"{checkpoint}: not a TCGL pretraining checkpoint")
+    cfg = method.cfg
+    dataset = TupleDataset(data_root or cfg.data.root, split, cfg.data, cfg.tcgl, seed=cfg.train.seed)
+    keys = [(pos, 1_000_003 * draw + pos) for draw in range(draws) for pos in range(len(dataset))]
+    correct = 0
+    for i in range(0, len(keys), batch_size):
+        samples = [dataset[k] for k in keys[i:i + batch_size]]
+        batch = to_model_input({n: torch.stack([x[n] for x in samples]) for n in ("tuple", "order")}, cfg.data, "cpu")
+        logits = method.order_logits(batch["tuple"], batch["order"])
+        correct += int((logits.argmax(dim=1) == batch["order"]).sum())
+    return {"order_acc": 100.0 * correct / len(keys), "tuples": len(keys), "split": split,
+            "inter_edges": cfg.tcgl.inter_edges}
