@@ -334,3 +334,13 @@ def test_pretrain_then_linear_probe_with_stkd(tiny_cache, tmp_path):
             "eval.modality=video", "data.stkd=true")
     metrics = json.loads((tmp_path / "lin" / "metrics.json").read_text())
     assert metrics["modality"] == "video" and metrics["feature_dim"] == 64
+
+
+def test_tcgl_is_a_video_only_row_of_compare():
+    from avcl.config import load_config
+    from avcl.experiments import row_config, table4_rows
+
+    rows = table4_rows("avcl,tcgl")
+    assert [r.name for r in rows] == ["AVCL", "TCGL (video only)"] and len(table4_rows("all")) == 10
+    cfg = row_config(load_config("configs/demo_cpu.yaml"), rows[1], seed=0)
+    assert cfg.method.name == "tcgl" and cfg.eval.modality == "video" and cfg.data.stkd
