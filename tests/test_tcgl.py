@@ -344,3 +344,14 @@ def test_tcgl_is_a_video_only_row_of_compare():
     assert [r.name for r in rows] == ["AVCL", "TCGL (video only)"] and len(table4_rows("all")) == 10
     cfg = row_config(load_config("configs/demo_cpu.yaml"), rows[1], seed=0)
     assert cfg.method.name == "tcgl" and cfg.eval.modality == "video" and cfg.data.stkd
+
+
+def test_prepare_reports_the_videos_shorter_than_a_tcgl_tuple(tiny_cache):
+    from avcl.data.cache import PreparedCache
+    from avcl.data.prepare import format_summary
+
+    summary = json.loads((tiny_cache / "report.json").read_text())
+    frames = PreparedCache(tiny_cache).entries.num_frames
+    assert summary["shorter_than_tcgl_tuple"] == int((frames < 64).sum()) > 0  # the tiny videos are 30-40 frames
+    assert f"shorter than a TCGL tuple (64 frames; tcgl.short_videos=skip|loop): {summary['shorter_than_tcgl_tuple']}" \
+        in format_summary(summary)
