@@ -49,6 +49,7 @@ class DataConfig:
     prefetch_factor: int = 4
     normalize_on_device: bool = True  # ship uint8 clips, normalise on the training device
     decode_device: str = "cpu"  # cpu: loader workers decode the JPEG frames; device: batched on the training device
+    stkd: bool = False  # remove each clip's temporal mean per pixel (TCGL's STKD) in to_model_input
 
 
 @dataclass
@@ -149,6 +150,22 @@ class EvalConfig:
 
 
 @dataclass
+class TCGLConfig:
+    """TCGL (METHOD.md section 5): the VCOP tuple, the graphs and their views."""
+
+    gap: int = 8  # frames between consecutive snippets of a tuple (3 x data.clip_len + 2 x gap frames)
+    sets: int = 4  # frame sets (intra-graph nodes) per snippet; data.clip_len must be a multiple
+    short_videos: str = "skip"  # videos shorter than the tuple: skip (dropped, counted) | loop (frame ids wrap)
+    stkd: bool = True  # temporal-mean removal per snippet and per frame set during pretraining
+    inter_edges: str = "positions"  # positions (0-1, 1-2 of the shuffled order) | true_order (the release: leaks the label)
+    intra_gcn: str = "shared"  # shared (one GCN for the three snippets) | per_position (the release: one per position)
+    edge_drop: float = 0.2  # view 2: probability of dropping each directed edge
+    feature_mask: float = 0.1  # view 2: probability of masking each feature dimension (one mask per sample)
+    temperature: float = 0.5  # GRACE's tau
+    order_dropout: float = 0.5  # dropout of the ASOP classifier
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -156,6 +173,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    tcgl: TCGLConfig = field(default_factory=TCGLConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -316,6 +334,9 @@ _CHOICES = {
     "train.device": ("auto", "cpu", "cuda"),
     "eval.modality": ("video", "audio", "both"),
     "eval.schedule": ("constant", "cosine", "step"),
+    "tcgl.short_videos": ("skip", "loop"),
+    "tcgl.inter_edges": ("positions", "true_order"),
+    "tcgl.intra_gcn": ("shared", "per_position"),
 }
 
 

@@ -25,7 +25,8 @@ from avcl.config import Config
 from avcl.methods import build_method
 from ddp.harness import save_result
 
-METHOD_NAMES = ("avcl", "simclr", "moco", "byol", "simsiam", "barlow", "iic")
+METHOD_NAMES = ("avcl", "simclr", "moco", "byol", "simsiam", "barlow", "iic", "tcgl")
+VIDEO_ONLY = {"tcgl"}  # no audio encoder
 STEPS = 3
 # Barlow Twins' loss (and CGRA, 90% of AVCL's) sums over feature dimensions, so its gradients are ~30x the others':
 # a smaller step keeps three steps in the range where float32 rounding stays small
@@ -49,14 +50,18 @@ def tiny_config(name: str, **method_options) -> Config:
 
 
 def global_batch(n_global: int, step: int) -> dict[str, Tensor]:
-    """A batch dict of ``n_global`` samples: video (n, 3, 4, 16, 16), audio (n, 1, 16, 16)."""
+    """A batch dict of ``n_global`` samples: video (n, 3, 4, 16, 16), audio (n, 1, 16, 16), and TCGL's
+    tuple (n, 3, 3, 4, 16, 16) of three 4-frame snippets with its order label (n,) in 0..5."""
     g = torch.Generator().manual_seed(1000 + step)
-    return {
+    batch = {
         "video": torch.randn(n_global, 3, 4, 16, 16, generator=g),
         "audio": torch.randn(n_global, 1, 16, 16, generator=g),
         "label": torch.randint(0, 3, (n_global,), generator=g),
         "index": torch.arange(n_global) + 100 * step,
     }
+    batch["tuple"] = torch.randn(n_global, 3, 3, 4, 16, 16, generator=g)
+    batch["order"] = torch.randint(0, 6, (n_global,), generator=g)
+    return batch
 
 
 def freeze_batch_norm(module: nn.Module) -> None:

@@ -345,6 +345,7 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
             "skipped": len(unusable),
             "skipped_by_reason": dict(Counter(r["reason"] for r in unusable)),
             "video_only": counts["videos"] - counts["with_audio"],
+            "shorter_than_tcgl_tuple": sum(int(r["num_frames"]) < 64 for r in C.read_jsonl(index_path)),  # 3x16 + 2x8
             "missing": len(missing),
             "ignored": len(ignored),
             "ignored_by_reason": dict(Counter(why for _, why in ignored)),
@@ -394,6 +395,8 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  skipped {count}: {reason}")
     if summary["video_only"]:
         lines.append(f"  kept without audio ({NO_AUDIO_NOTE}): {summary['video_only']}")
+    if summary.get("shorter_than_tcgl_tuple"):
+        lines.append(f"  shorter than a TCGL tuple (64 frames; tcgl.short_videos=skip|loop): {summary['shorter_than_tcgl_tuple']}")
     if summary["missing"]:
         names = [os.path.basename(r["path"]) for r in summary.get("missing_files", [])[:3]]
         more = ", ..." if summary["missing"] > len(names) else ""

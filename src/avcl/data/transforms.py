@@ -91,23 +91,43 @@ def normalize_video(video: torch.Tensor, data_cfg: DataConfig) -> torch.Tensor:
     return out
 
 
+def stkd(video: torch.Tensor, set_len: int | None = None) -> torch.Tensor:
+    """TCGL's STKD: remove the temporal mean of every pixel and channel of float video (..., 3, T, H, W).
+
+    The mean over time is the DC term of a DCT along time, so this keeps exactly the non-zero
+    frequencies (the motion). ``set_len`` divides T into consecutive sets of that many frames, each
+    with its own mean removed (TCGL's 4-frame sets); None takes the whole clip.
+    """
+    t = video.shape[-3]
+    if set_len is None or set_len == t:
+        return video - video.mean(dim=-3, keepdim=True)
+    if set_len <= 0 or t % set_len:
+        raise ValueError(f"STKD sets of {set_len} frames do not divide a clip of {t} frames")
+    sets = video.unflatten(-3, (t // set_len, set_len))
+    return (sets - sets.mean(dim=-3, keepdim=True)).flatten(-4, -3)
+
+
 def to_model_input(batch: dict, data_cfg: DataConfig, device: torch.device | str, channels_last: bool = False) -> dict:
     """Move a batch to ``device`` and make its video float.
 
     uint8 ``video`` (B, 3, T, H, W) or (B, N, 3, T, H, W) becomes float32 /255 with the per-channel
     normalisation of ``data_cfg``; a float video is already normalised (``normalize_on_device=false``)
     and is left as it is. ``channels_last`` puts 5-d video in ``channels_last_3d`` memory format.
-    Other tensors are moved unchanged; other values are passed through.
+    ``data.stkd`` then removes each clip's temporal mean (:func:`stkd`). TCGL's ``tuple`` (B, 3, 3, T, H, W)
+    is made float the same way. Other tensors are moved unchanged; other values are passed through.
     """
     device = torch.device(device)
     out = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    video = out.get("video")
-    if isinstance(video, torch.Tensor):
-        if video.dtype == torch.uint8:
-            video = normalize_video(video, data_cfg)
-        if channels_last and video.dim() == 5:
-            video = video.contiguous(memory_format=torch.channels_last_3d)
-        out["video"] = video
+    for key in ("video", "tuple"):
+        video = out.get(key)
+        if isinstance(video, torch.Tensor):
+            if video.dtype == torch.uint8:
+                video = normalize_video(video, data_cfg)
+            if getattr(data_cfg, "stkd", False):
+                video = stkd(video)
+            if channels_last and video.dim() == 5:
+                video = video.contiguous(memory_format=torch.channels_last_3d)
+            out[key] = video
     return out
 
 

@@ -25,7 +25,10 @@ def pretrain(cfg: Config, resume: bool | str = False) -> Path:
     cache = open_cache(cfg)
     classes = list(cache.meta.get("classes", []))
     method = place_method(cfg, build_method(cfg, num_classes=len(classes) or None), device)
-    dataset = split_dataset(cfg, cache, cfg.data.train_split, "train", require_audio=method.uses_audio)
+    dataset = split_dataset(cfg, cache, cfg.data.train_split, getattr(method, "sample_mode", "train"),
+                            require_audio=method.uses_audio)
+    if dist.is_main() and getattr(dataset, "report", None):
+        print(dataset.report)
     loader = split_loader(cfg, dataset, batch_size=cfg.train.batch_size, shuffle=True, device=device,
                           distributed=dist.is_distributed(), drop_last=True)
     optimizer = make_optimizer(method.parameters(), cfg.optim.name, scaled_lr(cfg.optim.lr, cfg),

@@ -34,7 +34,13 @@ def open_cache(cfg: Config) -> PreparedCache:
 
 
 def split_dataset(cfg: Config, cache: PreparedCache, split: str, mode: str, require_audio: bool = True) -> PreparedDataset:
-    dataset = PreparedDataset(cache, split, cfg.data, mode=mode, require_audio=require_audio, seed=cfg.train.seed)
+    """``mode``: train | eval | test, or ``tuple`` for TCGL's shuffled-snippet tuples (``avcl.data.tuples``)."""
+    if mode == "tuple":
+        from avcl.data.tuples import TupleDataset
+
+        dataset = TupleDataset(cache, split, cfg.data, cfg.tcgl, seed=cfg.train.seed)
+    else:
+        dataset = PreparedDataset(cache, split, cfg.data, mode=mode, require_audio=require_audio, seed=cfg.train.seed)
     if len(dataset) == 0:
         raise UserError(f"{cfg.data.root}: the '{split}' split holds no usable video")
     return dataset

@@ -12,6 +12,7 @@ from avcl.methods.moco import MoCo
 from avcl.methods.simclr import SimCLR
 from avcl.methods.simsiam import SimSiam
 from avcl.methods.supervised import Supervised
+from avcl.methods.tcgl import TCGL
 
 METHODS: dict[str, type[Method]] = {
     "avcl": AVCL,
@@ -22,6 +23,7 @@ METHODS: dict[str, type[Method]] = {
     "simsiam": SimSiam,
     "barlow": BarlowTwins,
     "iic": IIC,
+    "tcgl": TCGL,
 }
 
 
