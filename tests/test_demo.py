@@ -19,10 +19,12 @@ def test_the_demo_prints_one_table_with_every_row_and_modality(tmp_path):
         assert line.count("|") == 5 and "n/a" not in line
     assert any(s.startswith("Timings (s, wall/CPU): synth ") and "pretrain_paper" in s and "probes" in s for s in screen)
     assert screen[-1] == f"Report: {out / 'report.md'}"
+    assert "| frozen features, both modalities | kNN top-1 | retrieval R@1 | retrieval R@5 |" in screen
+    assert sum(s.startswith(("| random init | ", "| AVCL | ")) for s in screen) == 4  # probes and neighbours
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["results"]) == {"random init", "AVCL", "AVCL paper-literal", "supervised R+A"}
     assert set(metrics["results"]["AVCL"][0]) == {"video", "audio", "both"}
-    assert {"synth", "prepare", "pretrain", "pretrain_paper", "supervised", "probes"} == set(metrics["timings_s"])
+    assert {"synth", "prepare", "pretrain", "pretrain_paper", "supervised", "probes", "neighbours"} == set(metrics["timings_s"])
     assert any("gate" in o and "relu" in o for o in metrics["paper_literal_overrides"])
     saved = (out / "avcl_paper" / "seed0" / "config.yaml").read_text()
     assert "gate: relu" in saved and "standardize: false" in saved
