@@ -37,7 +37,7 @@ def tiny_videos(tmp_path_factory) -> Path:
     from avcl.data.synth import generate_benchmark
 
     out = tmp_path_factory.mktemp("bench") / "videos"
-    generate_benchmark(out, classes=4, per_class=6, seed=3, height=48, width=64, min_duration=1.2,
+    generate_benchmark(out, classes=4, per_class=6, seed=3, height=48, width=64, fps=25, min_duration=1.2,
                        max_duration=1.6, workers=1, progress=False)
     return out
 

@@ -341,7 +341,7 @@ def test_tcgl_is_a_video_only_row_of_compare():
     from avcl.experiments import row_config, table4_rows
 
     rows = table4_rows("avcl,tcgl")
-    assert [r.name for r in rows] == ["AVCL", "TCGL (video only)"] and len(table4_rows("all")) == 10
+    assert [r.name for r in rows] == ["AVCL", "TCGL (video only)"] and len(table4_rows("all")) == 11
     cfg = row_config(load_config("configs/demo_cpu.yaml"), rows[1], seed=0)
     assert cfg.method.name == "tcgl" and cfg.eval.modality == "video" and cfg.data.stkd
 

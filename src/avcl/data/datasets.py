@@ -47,6 +47,10 @@ class _Video:
 class _ClipDataset(Dataset, ABC):
     """Sampling and transforms shared by both datasets; subclasses say where frames and spectrograms come from."""
 
+    # Samples have the clip layout (video, audio, label, index) that ``BatchLoader`` fills in place; a
+    # subclass with other samples sets False and gets a plain DataLoader.
+    fills_batches: bool = True
+
     def __init__(self, data_cfg: DataConfig, mode: str, seed: int, classes: list[str],
                  audio_mean: np.ndarray, audio_std: np.ndarray, mel_fps: float) -> None:
         if mode not in MODES:
@@ -737,7 +741,7 @@ def build_loader(dataset: Dataset, data_cfg: DataConfig, batch_size: int, *, shu
     workers = max(int(data_cfg.num_workers), 0)
     sampler = EpochSampler(len(dataset), shuffle, seed, rank, world_size, drop_last)
     pin = bool(data_cfg.pin_memory and torch.device(device).type == "cuda")
-    if isinstance(dataset, _ClipDataset):
+    if isinstance(dataset, _ClipDataset) and dataset.fills_batches:
         return BatchLoader(dataset, EpochBatchSampler(sampler, batch_size, drop_last), num_workers=workers,
                            pin_memory=pin, persistent_workers=bool(data_cfg.persistent_workers and workers > 0),
                            prefetch_factor=data_cfg.prefetch_factor if workers > 0 else None,

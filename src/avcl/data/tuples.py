@@ -66,6 +66,8 @@ class TupleDataset(PreparedDataset):
     ``data.normalize_on_device=false``; shuffled snippet-major), ``order`` (the label, int64 in 0..5),
     ``label`` (the class, unused by TCGL) and ``index``. Videos without audio are kept (TCGL is video only)."""
 
+    fills_batches = False  # its samples are tuples (``tuple``, ``order``): the DataLoader collates them
+
     def __init__(self, root: str | PreparedCache, split: str | None, data_cfg: DataConfig, tcgl_cfg: TCGLConfig,
                  seed: int = 0) -> None:
         super().__init__(root, split, data_cfg, mode="train", require_audio=False, seed=seed)
