@@ -3,6 +3,7 @@
 Real mp4 files (H.264 + AAC, written through PyAV) and a real prepared cache on disk; tiny sizes so
 the whole suite stays fast on two CPU cores.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,9 +19,18 @@ AVCL = [sys.executable, "-m", "avcl.cli"]
 
 # Settings for runs on the tiny benchmark: 1/8-width encoders, 4-frame 32x32 clips, 32x32 spectrograms.
 TINY = [
-    "model.width=0.125", "data.clip_len=4", "data.crop_size=32", "data.audio_size=32", "data.audio_crop=28",
-    "data.test_clips=2", "data.num_workers=0", "train.batch_size=4", "eval.batch_size=4",
-    "train.progress=false", "train.tensorboard=false", "optim.lr=0.01",
+    "model.width=0.125",
+    "data.clip_len=4",
+    "data.crop_size=32",
+    "data.audio_size=32",
+    "data.audio_crop=28",
+    "data.test_clips=2",
+    "data.num_workers=0",
+    "train.batch_size=4",
+    "eval.batch_size=4",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "optim.lr=0.01",
 ]
 
 
@@ -37,8 +47,19 @@ def tiny_videos(tmp_path_factory) -> Path:
     from avcl.data.synth import generate_benchmark
 
     out = tmp_path_factory.mktemp("bench") / "videos"
-    generate_benchmark(out, classes=4, per_class=6, seed=3, height=48, width=64, fps=25, min_duration=1.2,
-                       max_duration=1.6, workers=1, progress=False)
+    generate_benchmark(
+        out,
+        classes=4,
+        per_class=6,
+        seed=3,
+        height=48,
+        width=64,
+        fps=25,
+        min_duration=1.2,
+        max_duration=1.6,
+        workers=1,
+        progress=False,
+    )
     return out
 
 

@@ -17,6 +17,7 @@ Public helpers (a stable API that any test may import):
 - ``vfr_times(num_frames, fps) -> (n,) float``: the presentation times ``write_video(vfr=True)`` uses.
 - ``has_encoder(name) -> bool``: whether the bundled FFmpeg can encode with ``name``.
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -93,7 +94,11 @@ def _mux_interleaved(container, streams_and_frames) -> None:
     Interleaving by time as real recordings do matters: some muxers (AVI) mis-time a stream that arrives
     after all of another one.
     """
-    queue = [(float(f.pts * f.time_base), k, i, f) for k, (_, frames) in enumerate(streams_and_frames) for i, f in enumerate(frames)]
+    queue = [
+        (float(f.pts * f.time_base), k, i, f)
+        for k, (_, frames) in enumerate(streams_and_frames)
+        for i, f in enumerate(frames)
+    ]
     for _, k, _, frame in sorted(queue, key=lambda item: item[:3]):
         container.mux(streams_and_frames[k][0].encode(frame))
     for stream, _ in streams_and_frames:
@@ -183,7 +188,9 @@ def write_audio(
     path = Path(path)
     with av.open(str(path), "w") as container:
         stream = _add_audio(container, codec, sample_rate, channels)
-        _mux_interleaved(container, [(stream, _audio_frames(stream, tone(seconds, sample_rate, channels, tone_hz), sample_rate))])
+        _mux_interleaved(
+            container, [(stream, _audio_frames(stream, tone(seconds, sample_rate, channels, tone_hz), sample_rate))]
+        )
     return path
 
 

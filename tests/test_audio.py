@@ -1,14 +1,15 @@
 """The log-mel spectrogram: shape, frequency placement, agreement with librosa, the dB floor."""
+
 from __future__ import annotations
 
 import librosa
 import numpy as np
 import pytest
 import torch
+from media import write_video
 
 from avcl.data.audio import MelSettings, log_mel, num_frames
 from avcl.data.decode import read_audio
-from media import write_video
 
 SR = 24000
 
@@ -20,8 +21,15 @@ def _tone(hz: float, seconds: float = 1.0, sr: int = SR, amplitude: float = 0.5)
 
 def _librosa_log_mel(wave: np.ndarray, s: MelSettings) -> np.ndarray:
     mel = librosa.feature.melspectrogram(
-        y=wave, sr=s.sample_rate, n_fft=s.n_fft, hop_length=s.hop_length, win_length=s.win_length,
-        n_mels=s.n_mels, fmin=s.fmin, fmax=s.fmax, power=2.0,
+        y=wave,
+        sr=s.sample_rate,
+        n_fft=s.n_fft,
+        hop_length=s.hop_length,
+        win_length=s.win_length,
+        n_mels=s.n_mels,
+        fmin=s.fmin,
+        fmax=s.fmax,
+        power=2.0,
     )
     return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=s.top_db)
 
@@ -55,7 +63,9 @@ def test_matches_librosa():
 
 
 def test_matches_librosa_with_other_settings():
-    settings = MelSettings(sample_rate=16000, win_length=400, hop_length=160, n_fft=512, n_mels=64, fmin=50.0, fmax=7000.0, top_db=60.0)
+    settings = MelSettings(
+        sample_rate=16000, win_length=400, hop_length=160, n_fft=512, n_mels=64, fmin=50.0, fmax=7000.0, top_db=60.0
+    )
     rng = np.random.default_rng(1)
     wave = (0.2 * rng.standard_normal(16000)).astype(np.float32) + _tone(2000.0, sr=16000, amplitude=0.2)
     ours, reference = log_mel(wave, settings), _librosa_log_mel(wave, settings)

@@ -1,4 +1,5 @@
 """The AVCL method: Eq. 11 composition, every option of METHOD.md section 3, gradients and fused features."""
+
 import pytest
 import torch
 
@@ -34,23 +35,29 @@ def test_gradients_reach_both_encoders_and_amfm_when_the_losses_are_on_the_fused
         assert grads and all(g is not None and g.abs().sum() > 0 for g in grads), name
 
 
-@pytest.mark.parametrize("overrides, parts", [
-    (["method.cgra=false"], {"loss", "loss_self"}),
-    (["method.selfcl=false"], {"loss", "loss_cor"}),
-    (["method.cgra_layer=conv3"], {"loss", "loss_cor", "loss_self"}),
-    (["method.cgra_layer=conv4"], {"loss", "loss_cor", "loss_self"}),
-    (["method.cgra_layer=conv5+pool"], {"loss", "loss_cor", "loss_self"}),
-    (["method.amfm=false"], {"loss", "loss_cor", "loss_self"}),
-    (["method.gate=relu"], {"loss", "loss_cor", "loss_self"}),
-    (["method.standardize=false"], {"loss", "loss_cor", "loss_self"}),
-    (["model.shared=true"], {"loss", "loss_cor", "loss_self"}),
-    (["model.backbone=c3d"], {"loss", "loss_cor", "loss_self"}),
-    (["model.backbone=r21d", "model.depth=18"], {"loss", "loss_cor", "loss_self"}),
-    (["method.loss_on=fused"], {"loss", "loss_cor", "loss_self"}),
-    (["method.loss_on=encoder"], {"loss", "loss_cor", "loss_self"}),
-    (["method.loss_on=projector", "method.proj_dim=16", "method.proj_hidden=32"], {"loss", "loss_cor", "loss_self"}),
-    (["method.cgra_reduce=sum"], {"loss", "loss_cor", "loss_self"}),
-])
+@pytest.mark.parametrize(
+    "overrides, parts",
+    [
+        (["method.cgra=false"], {"loss", "loss_self"}),
+        (["method.selfcl=false"], {"loss", "loss_cor"}),
+        (["method.cgra_layer=conv3"], {"loss", "loss_cor", "loss_self"}),
+        (["method.cgra_layer=conv4"], {"loss", "loss_cor", "loss_self"}),
+        (["method.cgra_layer=conv5+pool"], {"loss", "loss_cor", "loss_self"}),
+        (["method.amfm=false"], {"loss", "loss_cor", "loss_self"}),
+        (["method.gate=relu"], {"loss", "loss_cor", "loss_self"}),
+        (["method.standardize=false"], {"loss", "loss_cor", "loss_self"}),
+        (["model.shared=true"], {"loss", "loss_cor", "loss_self"}),
+        (["model.backbone=c3d"], {"loss", "loss_cor", "loss_self"}),
+        (["model.backbone=r21d", "model.depth=18"], {"loss", "loss_cor", "loss_self"}),
+        (["method.loss_on=fused"], {"loss", "loss_cor", "loss_self"}),
+        (["method.loss_on=encoder"], {"loss", "loss_cor", "loss_self"}),
+        (
+            ["method.loss_on=projector", "method.proj_dim=16", "method.proj_hidden=32"],
+            {"loss", "loss_cor", "loss_self"},
+        ),
+        (["method.cgra_reduce=sum"], {"loss", "loss_cor", "loss_self"}),
+    ],
+)
 def test_every_option_builds_trains_and_reports_its_parts(overrides, parts):
     method = build_method(load_config(None, [*TINY, *overrides]))
     batch = _batch()
@@ -162,4 +169,6 @@ def test_the_paper_literal_preset_differs_from_the_default_exactly_in_the_docume
     assert {k: paper[k] for k in PAPER_LITERAL} == PAPER_LITERAL
     # the method defaults are the avcl_* presets' method options: PAPER_LITERAL is what the defaults change
     built_in = dict(_flat(Config().to_dict()))
-    assert {k: default[k] for k in default if k.startswith("method.")} == {k: built_in[k] for k in built_in if k.startswith("method.")}
+    assert {k: default[k] for k in default if k.startswith("method.")} == {
+        k: built_in[k] for k in built_in if k.startswith("method.")
+    }

@@ -1,4 +1,5 @@
 """Encoders: shapes, feature layers, parameter counts, torchvision compatibility, audio variants."""
+
 from __future__ import annotations
 
 import pytest
@@ -73,8 +74,12 @@ class KeepParamsStem(nn.Sequential):
     def __init__(self) -> None:
         mid = _split(3, 64, 3, 7)
         super().__init__(
-            nn.Conv3d(3, mid, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False), nn.BatchNorm3d(mid), nn.ReLU(inplace=True),
-            nn.Conv3d(mid, 64, (3, 1, 1), padding=(1, 0, 0), bias=False), nn.BatchNorm3d(64), nn.ReLU(inplace=True),
+            nn.Conv3d(3, mid, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
+            nn.BatchNorm3d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(mid, 64, (3, 1, 1), padding=(1, 0, 0), bias=False),
+            nn.BatchNorm3d(64),
+            nn.ReLU(inplace=True),
         )
 
 
@@ -103,7 +108,9 @@ def test_resnets_take_a_single_frame_spectrogram(name):
 
 def test_without_temporal_pooling_time_is_kept():
     for name in ("r3d", "c3d"):
-        conv5 = build_backbone(name, width=0.25, temporal_pool=False).forward_features(torch.randn(CLIP), ("conv5",))["conv5"]
+        conv5 = build_backbone(name, width=0.25, temporal_pool=False).forward_features(torch.randn(CLIP), ("conv5",))[
+            "conv5"
+        ]
         assert conv5.shape == (2, 128, 8, 2, 2)
 
 

@@ -4,6 +4,7 @@ Identical batches with 0, 1 and 2 workers (values, order, seeds) in training and
 worker stops the pass with a clear error; slots are released at the end of a pass and with persistent
 workers; no shared memory is left behind over many epochs.
 """
+
 from __future__ import annotations
 
 import gc
@@ -13,7 +14,6 @@ import signal
 import time
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 from media import write_video
@@ -23,8 +23,16 @@ from avcl.data.cache import PreparedCache
 from avcl.data.datasets import BatchLoader, LoaderWorkerError, PreparedDataset, build_loader
 from avcl.data.prepare import prepare
 
-CFG = DataConfig(clip_len=8, crop_size=32, audio_size=64, audio_crop=32, test_clips=3, num_workers=0,
-                 persistent_workers=False, prefetch_factor=2)
+CFG = DataConfig(
+    clip_len=8,
+    crop_size=32,
+    audio_size=64,
+    audio_crop=32,
+    test_clips=3,
+    num_workers=0,
+    persistent_workers=False,
+    prefetch_factor=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +177,9 @@ def test_decoding_on_the_device_falls_back_to_the_cpu_with_identical_batches(cac
     want = copies(build_loader(plain, CFG, 3, shuffle=True, seed=5), (0, 1))
     for workers in (0, 2):
         cfg = replace(CFG, decode_device="device", num_workers=workers)
-        loader = build_loader(PreparedDataset(cache, "train", cfg, mode=mode, seed=4), cfg, 3, shuffle=True, seed=5,
-                              device="cpu")
+        loader = build_loader(
+            PreparedDataset(cache, "train", cfg, mode=mode, seed=4), cfg, 3, shuffle=True, seed=5, device="cpu"
+        )
         got = copies(loader, (0, 1))
         loader.close()
         assert len(got) == len(want) == 6

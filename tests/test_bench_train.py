@@ -3,24 +3,33 @@
 Also the two sides of MFU on their own: the FLOP count against a convolution counted by hand, and the
 table of GPU peaks against the names CUDA reports.
 """
+
 from __future__ import annotations
 
 import json
 
 import pytest
 import torch
+from conftest import TINY, run_cli
 from torch import nn
 
 from avcl.bench.flops import cuda_peak_tflops, device_peak, training_flops
 from avcl.bench.train import format_train_table, run_train_bench
 from avcl.errors import UserError
-from conftest import TINY, run_cli
 
 
 def test_bench_train_measures_samples_flops_and_data_wait_on_cpu(tiny_cache, tmp_path):
     out = tmp_path / "bench"
-    results = run_train_bench(tiny_cache, out=out, backbones=("r3d",), batch_size=4, steps=2, warmup=1,
-                              overrides=[*TINY, "data.num_workers=1"], progress=False)
+    results = run_train_bench(
+        tiny_cache,
+        out=out,
+        backbones=("r3d",),
+        batch_size=4,
+        steps=2,
+        warmup=1,
+        overrides=[*TINY, "data.num_workers=1"],
+        progress=False,
+    )
     (run,) = results["runs"]
     assert run["backbone"] == "r3d" and run["clip"] == [4, 32, 32] and run["audio"] == [28, 28]
     assert run["samples_per_s"] > 0 and run["flops_per_sample"] > 0
@@ -38,8 +47,24 @@ def test_bench_train_measures_samples_flops_and_data_wait_on_cpu(tiny_cache, tmp
 
 
 def test_bench_train_command_writes_json_and_prints_the_table(tiny_cache, tmp_path):
-    proc = run_cli("bench", "train", "--cache", str(tiny_cache), "--out", str(tmp_path), "--backbones", "r21d",
-                   "--batch-size", "4", "--steps", "1", "--warmup", "0", "--quiet", *TINY)
+    proc = run_cli(
+        "bench",
+        "train",
+        "--cache",
+        str(tiny_cache),
+        "--out",
+        str(tmp_path),
+        "--backbones",
+        "r21d",
+        "--batch-size",
+        "4",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--quiet",
+        *TINY,
+    )
     results = json.loads((tmp_path / "bench_train.json").read_text())
     assert [r["backbone"] for r in results["runs"]] == ["r21d"] and results["runs"][0]["samples_per_s"] > 0
     assert "| r21d (width 0.125) |" in proc.stdout and "bench_train.json" in proc.stdout
@@ -69,9 +94,10 @@ def test_training_flops_count_forward_and_backward_convolutions():
 
 
 def test_training_flops_per_sample_do_not_depend_on_the_batch(tmp_path):
+    from conftest import ROOT
+
     from avcl.config import load_config
     from avcl.methods import build_method
-    from conftest import ROOT
 
     cfg = load_config(ROOT / "configs" / "demo_cpu.yaml", TINY)
     method = build_method(cfg)
@@ -83,11 +109,21 @@ def test_training_flops_per_sample_do_not_depend_on_the_batch(tmp_path):
     assert per_sample[0] == pytest.approx(per_sample[1], rel=1e-3)
 
 
-@pytest.mark.parametrize("name, tflops", [
-    ("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA H100 PCIe", 756.5), ("NVIDIA H100 NVL", 835.5),
-    ("NVIDIA H200", 989.4), ("NVIDIA GH200 480GB", 989.4), ("NVIDIA A100-SXM4-80GB", 312.0),
-    ("NVIDIA A100 80GB PCIe", 312.0), ("NVIDIA L4", 121.0), ("NVIDIA L40S", 362.0), ("NVIDIA A10", 125.0),
-])
+@pytest.mark.parametrize(
+    "name, tflops",
+    [
+        ("NVIDIA H100 80GB HBM3", 989.4),
+        ("NVIDIA H100 PCIe", 756.5),
+        ("NVIDIA H100 NVL", 835.5),
+        ("NVIDIA H200", 989.4),
+        ("NVIDIA GH200 480GB", 989.4),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("NVIDIA A100 80GB PCIe", 312.0),
+        ("NVIDIA L4", 121.0),
+        ("NVIDIA L40S", 362.0),
+        ("NVIDIA A10", 125.0),
+    ],
+)
 def test_gpu_peaks_are_found_by_the_names_cuda_reports(name, tflops):
     assert cuda_peak_tflops(name)[1] == tflops
 

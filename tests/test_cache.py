@@ -1,4 +1,5 @@
 """The prepared cache: round trip against the decoder, index columns, statistics, reader errors."""
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,13 @@ SIZE = (48, 64)
 def cache_dir(tmp_path_factory):
     """A CSV source with train/val/test splits, one video without audio; prepared in this process."""
     root = tmp_path_factory.mktemp("cache_src")
-    rows = [("a0.mp4", "alpha", "train", 20, True, 440), ("b0.mp4", "beta", "train", 23, True, 1200),
-            ("a1.mp4", "alpha", "val", 18, True, 660), ("b1.mp4", "beta", "test", 26, True, 880),
-            ("mute.mp4", "beta", "train", 17, False, 0)]
+    rows = [
+        ("a0.mp4", "alpha", "train", 20, True, 440),
+        ("b0.mp4", "beta", "train", 23, True, 1200),
+        ("a1.mp4", "alpha", "val", 18, True, 660),
+        ("b1.mp4", "beta", "test", 26, True, 880),
+        ("mute.mp4", "beta", "train", 17, False, 0),
+    ]
     for name, _, _, frames, audio, tone_hz in rows:
         write_video(root / name, num_frames=frames, size=(64, 80), audio=audio, tone_hz=tone_hz or 440.0)
     csv = root / "list.csv"

@@ -1,4 +1,5 @@
 """Checkpoints are written atomically, carry a sha256 checked on every load, and load with weights_only=True."""
+
 import argparse
 import collections
 import os
@@ -11,10 +12,19 @@ from avcl.errors import UserError
 
 
 def test_round_trip_of_tensors_numbers_and_nested_dicts(tmp_path):
-    state = {"model": {"w": torch.arange(6.0).view(2, 3)}, "epoch": 3, "history": [{"loss": 1.5}], "rng": torch.get_rng_state()}
+    state = {
+        "model": {"w": torch.arange(6.0).view(2, 3)},
+        "epoch": 3,
+        "history": [{"loss": 1.5}],
+        "rng": torch.get_rng_state(),
+    }
     path = save_checkpoint(state, tmp_path / "run" / "last.pt")
     back = load_checkpoint(path)
-    assert torch.equal(back["model"]["w"], state["model"]["w"]) and back["epoch"] == 3 and back["history"] == [{"loss": 1.5}]
+    assert (
+        torch.equal(back["model"]["w"], state["model"]["w"])
+        and back["epoch"] == 3
+        and back["history"] == [{"loss": 1.5}]
+    )
     assert load_checkpoint(tmp_path / "run")["epoch"] == 3  # a run folder resolves to its checkpoint
 
 
@@ -55,7 +65,7 @@ def flip_middle(path, count: int = 4096) -> None:
     """Invert ``count`` bytes in the middle of ``path``; its size is unchanged."""
     data = bytearray(path.read_bytes())
     start = len(data) // 2 - count // 2
-    data[start:start + count] = bytes(b ^ 0xFF for b in data[start:start + count])
+    data[start : start + count] = bytes(b ^ 0xFF for b in data[start : start + count])
     path.write_bytes(bytes(data))
 
 
@@ -124,7 +134,9 @@ def test_pickled_code_is_refused_without_pytorchs_advice(tmp_path):
         with pytest.raises(UserError) as err:
             load_checkpoint(path)
         message = str(err.value)
-        assert message.startswith(f"{path}: a PyTorch file holding pickled Python objects (it refers to argparse.Namespace)")
+        assert message.startswith(
+            f"{path}: a PyTorch file holding pickled Python objects (it refers to argparse.Namespace)"
+        )
         assert "avcl does not load pickled code" in message
         assert "weights_only" not in message and "\n" not in message
 
@@ -138,8 +150,14 @@ def test_resume_differences_sort_keys_into_new_value_wins_and_refused():
     new.train.epochs, new.optim.lr, new.train.out = 10, 0.5, "elsewhere"
     new.eval.batch_size = 3  # not read by pretraining
     assert resume_differences(saved, new.to_dict(), "pretrain") == (
-        {"eval.batch_size": (16, 3), "optim.lr": (0.001, 0.5), "train.epochs": (300, 10),
-         "train.out": ("runs/pretrain", "elsewhere")}, {})
+        {
+            "eval.batch_size": (16, 3),
+            "optim.lr": (0.001, 0.5),
+            "train.epochs": (300, 10),
+            "train.out": ("runs/pretrain", "elsewhere"),
+        },
+        {},
+    )
     new.model.width, new.train.seed = 0.5, 7
     changed, refused = resume_differences(saved, new.to_dict(), "pretrain")
     assert refused == {"model.width": (1.0, 0.5), "train.seed": (0, 7)}

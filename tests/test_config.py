@@ -1,4 +1,5 @@
 """The configuration system: presets, dotted overrides, typo errors, type checks."""
+
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,16 @@ def test_every_preset_loads_and_validates():
 
 
 def test_overrides_are_typed_and_applied_after_the_preset():
-    cfg = load_config(CONFIGS / "avcl_r3d.yaml", ["train.epochs=5", "method.lambda_cor=1", "model.shared=true",
-                                                  "data.audio_window=1.2", "optim.step_epochs=[3, 6]"])
+    cfg = load_config(
+        CONFIGS / "avcl_r3d.yaml",
+        [
+            "train.epochs=5",
+            "method.lambda_cor=1",
+            "model.shared=true",
+            "data.audio_window=1.2",
+            "optim.step_epochs=[3, 6]",
+        ],
+    )
     assert cfg.train.epochs == 5 and isinstance(cfg.method.lambda_cor, float) and cfg.method.lambda_cor == 1.0
     assert cfg.model.shared is True and cfg.data.audio_window == "1.2" and cfg.optim.step_epochs == [3, 6]
     assert cfg.model.backbone == "r3d"
@@ -52,13 +61,16 @@ def test_a_mistyped_key_in_a_yaml_file_names_the_file(tmp_path):
     assert "model.backbon" in str(err.value) and "model.backbone" in str(err.value) and str(bad) in str(err.value)
 
 
-@pytest.mark.parametrize("override, words", [
-    ("train.epochs=many", "integer"),
-    ("model.backbone=r50", "c3d, r3d, r21d"),
-    ("method.cgra_layer=conv2", "conv5+pool"),
-    ("data.audio_window=half", "seconds"),
-    ("train.progress=maybe", "true or false"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("train.epochs=many", "integer"),
+        ("model.backbone=r50", "c3d, r3d, r21d"),
+        ("method.cgra_layer=conv2", "conv5+pool"),
+        ("data.audio_window=half", "seconds"),
+        ("train.progress=maybe", "true or false"),
+    ],
+)
 def test_bad_values_are_rejected_with_the_allowed_ones(override, words):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])

@@ -1,9 +1,9 @@
 """PreparedDataset/SourceDataset samples, determinism, EpochSampler and build_loader."""
+
 from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 from media import write_video
@@ -16,8 +16,9 @@ from avcl.data.sources import VideoItem
 from avcl.data.transforms import normalize_video
 
 # Tiny samples: 8-frame 32x32 clips from 48x64 frames, 32x32 crops of a 64x64 spectrogram.
-CFG = DataConfig(clip_len=8, crop_size=32, audio_size=64, audio_crop=32, test_clips=3, num_workers=0,
-                 persistent_workers=False)
+CFG = DataConfig(
+    clip_len=8, crop_size=32, audio_size=64, audio_crop=32, test_clips=3, num_workers=0, persistent_workers=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +129,9 @@ def test_source_dataset_decodes_the_same_samples_as_the_cache(cache):
     prepared = PreparedDataset(cache, "train", CFG, mode="eval")
     e = cache.entries
     items = [VideoItem(e.path[r], e.label_name[r], e.split[r]) for r in prepared.rows]
-    source = SourceDataset(items, cache.classes, CFG, mode="eval", size=(48, 64),
-                           audio_stats=(cache.audio_mean, cache.audio_std))
+    source = SourceDataset(
+        items, cache.classes, CFG, mode="eval", size=(48, 64), audio_stats=(cache.audio_mean, cache.audio_std)
+    )
     for pos in (0, 3):
         a, b = prepared[pos], source[pos]
         assert a["video"].shape == b["video"].shape and a["label"] == b["label"]
@@ -141,8 +143,9 @@ def test_source_dataset_decodes_the_same_samples_as_the_cache(cache):
 def test_loader_bench_measures_the_cache_and_the_source(cache, tmp_path):
     from avcl.bench.loader import format_loader_table, run_loader_bench
 
-    results = run_loader_bench(cache, workers=(0,), batch_size=2, seconds=0.3, source_seconds=0.3, out=tmp_path,
-                               progress=False)
+    results = run_loader_bench(
+        cache, workers=(0,), batch_size=2, seconds=0.3, source_seconds=0.3, out=tmp_path, progress=False
+    )
     rates = {r["from"]: r["samples_per_s"] for r in results["rates"]}
     assert rates["cache"] > 0 and rates["source"] > 0 and results["speedup"]["0"] > 0
     assert (tmp_path / "bench_loader.json").exists() and "| 0 |" in format_loader_table(results)

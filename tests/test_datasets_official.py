@@ -1,4 +1,5 @@
 """Class lists (Kinetics-Sounds) and the official UCF101 / HMDB51 split files."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -28,8 +29,14 @@ def test_every_shipped_class_is_a_kinetics_400_class(name, size):
 def test_kinetics_sounds_100_extends_32():
     k32, k100 = load_class_list("kinetics_sounds_32"), load_class_list("kinetics_sounds_100")
     assert k100[:32] == k32
-    assert {"dancing charleston", "belly dancing", "playing volleyball", "playing cricket", "applauding",
-            "celebrating"} <= set(k100[32:])  # the paper's examples of the added classes
+    assert {
+        "dancing charleston",
+        "belly dancing",
+        "playing volleyball",
+        "playing cricket",
+        "applauding",
+        "celebrating",
+    } <= set(k100[32:])  # the paper's examples of the added classes
     assert set(PACKAGED_LISTS) == {"kinetics_sounds_32", "kinetics_sounds_100"}
 
 
@@ -101,8 +108,11 @@ def test_hmdb51_split_with_its_quirks(tmp_path):
     root, lists = tmp_path / "hmdb51", tmp_path / "testTrainMulti_7030_splits"
     lists.mkdir()
     videos = {
-        "brush_hair": ["April_09_brush_hair_u_nm_np1_ba_goo_0.avi", "Brushing_Hair_with_Beth_(!)_&_co_0.avi",
-                       "hair_2.avi"],
+        "brush_hair": [
+            "April_09_brush_hair_u_nm_np1_ba_goo_0.avi",
+            "Brushing_Hair_with_Beth_(!)_&_co_0.avi",
+            "hair_2.avi",
+        ],
         "sword_exercise": ["Blade_Of_Fury_-_Scene_1_sword_exercise_f_cm_np1_ri_med_3.avi", "s_2.avi", "s_3.avi"],
     }
     for cls, names in videos.items():
@@ -134,8 +144,12 @@ def test_prepare_a_kinetics_csv_with_a_class_list_and_missing_videos(tmp_path):
     videos = tmp_path / "kinetics"
     videos.mkdir()
     rows = ["label,youtube_id,time_start,time_end,split"]
-    plan = {("playing bass guitar", "train"): (3, 2), ("playing bass guitar", "val"): (1, 1),
-            ("shuffling cards", "train"): (2, 0), ("abseiling", "train"): (2, 2)}  # listed, downloaded
+    plan = {
+        ("playing bass guitar", "train"): (3, 2),
+        ("playing bass guitar", "val"): (1, 1),
+        ("shuffling cards", "train"): (2, 0),
+        ("abseiling", "train"): (2, 2),
+    }  # listed, downloaded
     for (label, split), (listed, found) in plan.items():
         for i in range(listed):
             vid = f"{label[:3]}{split}{i}".replace(" ", "")
@@ -146,8 +160,9 @@ def test_prepare_a_kinetics_csv_with_a_class_list_and_missing_videos(tmp_path):
     csv_path.write_text("\n".join(rows) + "\n")
     wanted = tmp_path / "two.txt"
     wanted.write_text("playing_bass_guitar\nshuffling cards\n")
-    summary = prepare(csv_path, tmp_path / "out", size=(24, 32), workers=0, videos_root=videos,
-                      classes=wanted, progress=False)
+    summary = prepare(
+        csv_path, tmp_path / "out", size=(24, 32), workers=0, videos_root=videos, classes=wanted, progress=False
+    )
     assert summary["per_class"] == {
         "playing bass guitar": {"train": {"listed": 3, "found": 2}, "val": {"listed": 1, "found": 1}},
         "shuffling cards": {"train": {"listed": 2, "found": 0}},
@@ -157,8 +172,9 @@ def test_prepare_a_kinetics_csv_with_a_class_list_and_missing_videos(tmp_path):
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("shufling cards\n")
     with pytest.raises(UserError, match="closest: shuffling cards"):
-        prepare(csv_path, tmp_path / "out2", size=(24, 32), workers=0, videos_root=videos, classes=wrong,
-                progress=False)
+        prepare(
+            csv_path, tmp_path / "out2", size=(24, 32), workers=0, videos_root=videos, classes=wrong, progress=False
+        )
 
 
 def test_prepare_ucf101_from_its_split_files_through_the_cli(tmp_path):
@@ -171,8 +187,22 @@ def test_prepare_ucf101_from_its_split_files_through_the_cli(tmp_path):
     for path in root.rglob("*.avi"):
         write_video(path, num_frames=16, size=(24, 32), codec="mpeg4")
     out = tmp_path / "ucf-prepared"
-    run_cli("prepare", str(root), str(out), "--ucf101-splits", str(lists), "--split", "1", "--val-videos", "2",
-            "--size", "24x32", "--workers", "1", "--quiet")
+    run_cli(
+        "prepare",
+        str(root),
+        str(out),
+        "--ucf101-splits",
+        str(lists),
+        "--split",
+        "1",
+        "--val-videos",
+        "2",
+        "--size",
+        "24x32",
+        "--workers",
+        "1",
+        "--quiet",
+    )
     index = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
     assert Counter(entry["split"] for entry in index) == {"train": 7, "val": 2, "test": 3}
     report = json.loads((out / "report.json").read_text())

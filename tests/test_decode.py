@@ -1,15 +1,16 @@
 """Decoding real files written through PyAV: containers and codecs, sizes, frame rates, seeking, errors."""
+
 from __future__ import annotations
 
 import pickle
 
 import numpy as np
 import pytest
+from media import has_encoder, moving_frames, vfr_times, write_audio, write_corrupt, write_video
 
 from avcl.data import decode
 from avcl.data.decode import DecodeError, iter_frames, probe, read_audio, read_frames
 from avcl.errors import UserError
-from media import has_encoder, moving_frames, vfr_times, write_audio, write_corrupt, write_video
 
 # (file name, write_video keywords); every file holds 25 frames of 64x48 at 25 fps, 1 s of a 440 Hz tone.
 CONTAINERS = [
@@ -166,7 +167,13 @@ def test_read_frames_seeks_on_constant_rate_streams(tmp_path):
 
 @pytest.mark.parametrize(
     "kind,reason",
-    [("garbage", "unreadable"), ("truncated", "unreadable"), ("empty", "empty"), ("text", "unreadable"), ("damaged", "decode_failed")],
+    [
+        ("garbage", "unreadable"),
+        ("truncated", "unreadable"),
+        ("empty", "empty"),
+        ("text", "unreadable"),
+        ("damaged", "decode_failed"),
+    ],
 )
 def test_unusable_files(tmp_path, kind, reason):
     path = write_corrupt(tmp_path / f"{kind}.mp4", kind)
@@ -208,7 +215,11 @@ def test_missing_file_and_folder(tmp_path):
 def test_decode_error_pickles_and_checks_reason():
     error = DecodeError("/data/x.mp4", "too_short", "12 frames, a clip needs 16")
     again = pickle.loads(pickle.dumps(error))
-    assert (again.path, again.reason, str(again)) == ("/data/x.mp4", "too_short", "/data/x.mp4: 12 frames, a clip needs 16")
+    assert (again.path, again.reason, str(again)) == (
+        "/data/x.mp4",
+        "too_short",
+        "/data/x.mp4: 12 frames, a clip needs 16",
+    )
     assert str(DecodeError("a.mp4", "no_audio_stream")) == "a.mp4: no audio stream"
     with pytest.raises(ValueError, match="unknown DecodeError reason"):
         DecodeError("a.mp4", "bad luck")

@@ -1,4 +1,5 @@
 """Real-world video metadata: display rotation (phone videos) and frame counts the container does not state."""
+
 from __future__ import annotations
 
 import av
@@ -34,7 +35,10 @@ def test_rotated_video_decodes_upright(tmp_path, degrees, white):
     assert frame.shape == ((64, 32) if turned else (32, 64))
     h, w = frame.shape
     regions = {
-        "left": frame[:, : w // 8], "right": frame[:, -w // 8:], "top": frame[: h // 8], "bottom": frame[-h // 8:],
+        "left": frame[:, : w // 8],
+        "right": frame[:, -w // 8 :],
+        "top": frame[: h // 8],
+        "bottom": frame[-h // 8 :],
     }
     assert regions[white].mean() > 200
     opposite = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}[white]
@@ -46,8 +50,9 @@ def test_rotated_video_decodes_upright(tmp_path, degrees, white):
 
 @pytest.mark.parametrize("suffix", [".mkv", ".webm"])
 def test_probe_counts_frames_where_the_container_states_none(tmp_path, suffix):
-    from avcl.data.decode import probe
     from media import has_encoder, write_video
+
+    from avcl.data.decode import probe
 
     codec = "libvpx" if suffix == ".webm" else "libx264"
     if not has_encoder(codec):

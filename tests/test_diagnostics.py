@@ -1,13 +1,13 @@
 """Shortcut diagnostics: the gate-only check, gradient norms of the weighted terms, their epoch log."""
+
 import json
 
 import torch
+from conftest import TINY, run_cli
 
 from avcl.config import load_config
 from avcl.evaluation.diagnostics import gate_only_check, gradient_norms, per_dim_correlation, verdict
 from avcl.methods import build_method
-
-from conftest import TINY, run_cli
 
 
 def _pairs(n=64, d=32, seed=0):
@@ -65,7 +65,9 @@ def test_gradient_norms_are_those_of_the_weighted_terms_at_the_encoders_and_leav
     manual = 0.1 * torch.sqrt(sum(x.pow(2).sum() for x in torch.autograd.grad(l_self, params)))
     assert abs(float(manual) - r["grad_norm_self"]) < 1e-4 * float(manual)
     # CGRA summed over D dimensions dwarfs SelfCL at the paper's weights; divided by D it does not
-    mean = gradient_norms(build_method(load_config(None, ["model.width=0.125", *paper, "method.cgra_reduce=mean"])), batch)
+    mean = gradient_norms(
+        build_method(load_config(None, ["model.width=0.125", *paper, "method.cgra_reduce=mean"])), batch
+    )
     assert r["grad_ratio_cor_self"] > 10 * mean["grad_ratio_cor_self"]
 
 

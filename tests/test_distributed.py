@@ -5,14 +5,15 @@ the CGRA loss is the full global value on every rank. The reference is one proce
 the ranks' losses average to it, DDP's averaged parameter gradients equal its gradients, and each
 rank's input gradients equal ``world_size`` times its gradients for that rank's rows.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
-
-from avcl import distributed
 from ddp.harness import run_ddp
 from ddp.worker_losses import CASES, run_case
+
+from avcl import distributed
 
 N_PER_RANK, WORLD = 4, 2
 

@@ -1,25 +1,24 @@
 """The training engine: resume equivalence after a real kill, NaN stop, refusing to overwrite a run."""
+
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import AVCL as AVCL_CMD
+from conftest import ROOT, TINY, run_cli
 
 from avcl.config import load_config
 from avcl.engine.checkpoint import load_checkpoint
 from avcl.engine.logger import read_log
 from avcl.engine.setup import open_cache, split_dataset, split_loader
 from avcl.engine.trainer import Trainer, TrainingDiverged, make_optimizer, make_schedule, seed_everything
-from avcl.errors import UserError
 from avcl.methods.avcl import AVCL
-
-from conftest import AVCL as AVCL_CMD, ROOT, TINY, run_cli
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -33,8 +32,9 @@ def test_a_killed_and_resumed_run_ends_with_the_same_weights(tiny_cache, tmp_pat
     # The same run, killed with SIGKILL in the middle of its second epoch...
     out = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([*AVCL_CMD, *common, "--out", str(out)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*AVCL_CMD, *common, "--out", str(out)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if any(r.get("kind") == "train" and r.get("epoch") == 2 for r in read_log(out / "log.jsonl")):
@@ -84,13 +84,27 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkp
     cfg = load_config(None, [*TINY, f"data.root={tiny_cache}", f"train.out={tmp_path}", "train.epochs=3"])
     seed_everything(0)
     cache = open_cache(cfg)
-    loader = split_loader(cfg, split_dataset(cfg, cache, "train", "train"), batch_size=4, shuffle=True,
-                          device=torch.device("cpu"), drop_last=True)
+    loader = split_loader(
+        cfg,
+        split_dataset(cfg, cache, "train", "train"),
+        batch_size=4,
+        shuffle=True,
+        device=torch.device("cpu"),
+        drop_last=True,
+    )
     steps = len(loader)
     method = ExplodingAVCL(cfg, nan_at=steps + 2)  # the second step of the second epoch
     optimizer = make_optimizer(method.parameters(), "sgd", 0.01, 0.9, 5e-4)
-    trainer = Trainer(cfg, method, loader, out=tmp_path, epochs=3, optimizer=optimizer, device=torch.device("cpu"),
-                      scheduler_factory=lambda o, s: make_schedule(o, "constant", 3, s))
+    trainer = Trainer(
+        cfg,
+        method,
+        loader,
+        out=tmp_path,
+        epochs=3,
+        optimizer=optimizer,
+        device=torch.device("cpu"),
+        scheduler_factory=lambda o, s: make_schedule(o, "constant", 3, s),
+    )
     with pytest.raises(TrainingDiverged) as err:
         trainer.fit()
     assert f"step {steps + 2}" in str(err.value) and "epoch 2" in str(err.value) and "last.pt" in str(err.value)
@@ -100,8 +114,9 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkp
 
 
 def test_too_few_videos_for_one_batch_is_a_clear_error(tiny_cache, tmp_path):
-    proc = run_cli("pretrain", "--data", str(tiny_cache), "--out", str(tmp_path), *TINY, "train.batch_size=64",
-                   check=False)
+    proc = run_cli(
+        "pretrain", "--data", str(tiny_cache), "--out", str(tmp_path), *TINY, "train.batch_size=64", check=False
+    )
     assert proc.returncode == 2 and "fewer samples than one batch" in proc.stderr
 
 

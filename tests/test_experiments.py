@@ -1,16 +1,16 @@
 """The table runners: every row of Tables 1-4 is a valid configuration; a table is produced (Markdown,
 JSON, bar chart) with mean and standard deviation over seeds, and a second run reuses cached rows."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
+from conftest import TINY, run_cli
 
 from avcl.config import load_config
 from avcl.errors import UserError
 from avcl.experiments import TABLE4, TABLES, Row, row_config, run_table, table4_rows
-
-from conftest import TINY, run_cli
 
 
 @pytest.mark.parametrize("table", ["table1", "table2", "table3", "table4"])
@@ -32,8 +32,10 @@ def test_method_selection_and_its_errors():
 
 
 def test_a_table_with_seeds_is_written_and_resumes_from_cached_rows(tiny_cache, tmp_path, capsys):
-    base = load_config(None, [*TINY, f"data.root={tiny_cache}", "train.epochs=1", "eval.epochs=1",
-                              "eval.linear_epochs=5", "eval.lr=0.01"])
+    base = load_config(
+        None,
+        [*TINY, f"data.root={tiny_cache}", "train.epochs=1", "eval.epochs=1", "eval.linear_epochs=5", "eval.lr=0.01"],
+    )
     rows = [Row("AVCL", ("method.name=avcl",), paper=75.6), Row("Baseline-A", supervised="audio", paper=52.9)]
     result = run_table(base, "tiny", rows, tmp_path, seeds=2, protocols=("linear",), name="t")
     md = (tmp_path / "t.md").read_text()
@@ -59,8 +61,21 @@ def test_a_table_with_seeds_is_written_and_resumes_from_cached_rows(tiny_cache, 
 
 
 def test_ablate_cli_writes_its_table(tiny_cache, tmp_path):
-    run_cli("ablate", "table1", "--data", str(tiny_cache), "--out", str(tmp_path), "--seeds", "1",
-            "--protocols", "linear", *TINY, "train.epochs=1", "eval.linear_epochs=3")
+    run_cli(
+        "ablate",
+        "table1",
+        "--data",
+        str(tiny_cache),
+        "--out",
+        str(tmp_path),
+        "--seeds",
+        "1",
+        "--protocols",
+        "linear",
+        *TINY,
+        "train.epochs=1",
+        "eval.linear_epochs=3",
+    )
     md = (tmp_path / "table1.md").read_text()
     assert md.count("\n| ") == 6 and "1 shared model" in md and (tmp_path / "table1_linear.png").is_file()
     assert "| random init (untrained encoders) |" in md and "linear audio (%)" in md

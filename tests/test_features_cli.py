@@ -1,11 +1,11 @@
 """avcl embed / retrieve / knn / tsne / cam through the command line on the tiny benchmark."""
+
 from __future__ import annotations
 
 import csv
 import json
 
 import numpy as np
-
 from conftest import TINY, run_cli
 
 
@@ -32,8 +32,20 @@ def test_embed_a_cache_and_the_same_videos_from_their_folder(tiny_cache, tiny_vi
 
 def test_retrieve_knn_and_tsne_write_numbers_and_pictures(tiny_cache, tmp_path):
     feats = tmp_path / "feats"
-    run_cli("embed", "--config", "configs/demo_cpu.yaml", *TINY, "--data", str(tiny_cache), "--layer", "conv5",
-            "--modality", "video", "--out", str(feats))
+    run_cli(
+        "embed",
+        "--config",
+        "configs/demo_cpu.yaml",
+        *TINY,
+        "--data",
+        str(tiny_cache),
+        "--layer",
+        "conv5",
+        "--modality",
+        "video",
+        "--out",
+        str(feats),
+    )
     info = json.loads((feats / "features.json").read_text())
     assert info["layer"] == "conv5" and info["dim"] == np.load(feats / "features.npy").shape[1]
 
@@ -52,14 +64,32 @@ def test_retrieve_knn_and_tsne_write_numbers_and_pictures(tiny_cache, tmp_path):
 
 
 def test_cross_modal_retrieval_and_class_activation_maps(tiny_cache, tmp_path):
-    run_cli("pretrain", "--config", "configs/demo_cpu.yaml", "--data", str(tiny_cache), "--out", str(tmp_path / "pre"),
-            *TINY, "train.epochs=1")
-    run_cli("retrieve", "--checkpoint", str(tmp_path / "pre"), "--cross-modal", "--examples", "0",
-            "--out", str(tmp_path / "x"))
+    run_cli(
+        "pretrain",
+        "--config",
+        "configs/demo_cpu.yaml",
+        "--data",
+        str(tiny_cache),
+        "--out",
+        str(tmp_path / "pre"),
+        *TINY,
+        "train.epochs=1",
+    )
+    run_cli(
+        "retrieve",
+        "--checkpoint",
+        str(tmp_path / "pre"),
+        "--cross-modal",
+        "--examples",
+        "0",
+        "--out",
+        str(tmp_path / "x"),
+    )
     assert json.loads((tmp_path / "x" / "metrics.json").read_text())["cross_modal"] is True
     run_cli("finetune", "--checkpoint", str(tmp_path / "pre"), "--out", str(tmp_path / "ft"), "eval.epochs=1")
-    out = run_cli("cam", "--checkpoint", str(tmp_path / "ft"), "--videos", "1", "--layer", "conv4",
-                  "--out", str(tmp_path / "cam"))
+    out = run_cli(
+        "cam", "--checkpoint", str(tmp_path / "ft"), "--videos", "1", "--layer", "conv4", "--out", str(tmp_path / "cam")
+    )
     files = json.loads((tmp_path / "cam" / "cams.json").read_text())["files"]
     assert len(files) == 4 and all((tmp_path / "cam" / f.split("/")[-1]).stat().st_size > 0 for f in files)
     assert "activation-map strips" in out.stdout

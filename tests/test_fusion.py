@@ -1,4 +1,5 @@
 """AMFM (paper Eq. 1-4) and the small heads."""
+
 from __future__ import annotations
 
 import pytest

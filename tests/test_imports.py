@@ -1,4 +1,5 @@
 """Importing avcl has no side effects on the caller: matplotlib's backend and the warnings filters stay."""
+
 from __future__ import annotations
 
 import subprocess
@@ -6,7 +7,8 @@ import sys
 
 _SCRIPT = r"""
 import warnings
-import matplotlib, numpy, sklearn.linear_model, sklearn.manifold, torch, torch.distributed.nn.functional  # third parties
+# third parties first
+import matplotlib, numpy, sklearn.linear_model, sklearn.manifold, torch, torch.distributed.nn.functional
 backend = matplotlib.rcParams._get_backend_or_none()
 filters = list(warnings.filters)
 import avcl, avcl.cli, avcl.distributed, avcl.methods, avcl.evaluation.plots, avcl.evaluation.classify
@@ -33,9 +35,11 @@ def test_data_flows_one_way_the_engine_never_imports_evaluation():
     import avcl
 
     root = Path(avcl.__file__).parent
-    for layer, forbidden in (("engine", ("avcl.evaluation", "avcl.experiments", "avcl.demo", "avcl.cli")),
-                             ("data", ("avcl.engine", "avcl.evaluation", "avcl.methods", "avcl.experiments")),
-                             ("methods", ("avcl.engine", "avcl.evaluation", "avcl.experiments"))):
+    for layer, forbidden in (
+        ("engine", ("avcl.evaluation", "avcl.experiments", "avcl.demo", "avcl.cli")),
+        ("data", ("avcl.engine", "avcl.evaluation", "avcl.methods", "avcl.experiments")),
+        ("methods", ("avcl.engine", "avcl.evaluation", "avcl.experiments")),
+    ):
         for path in (root / layer).rglob("*.py"):
             imports = re.findall(r"^\s*(?:from|import)\s+(avcl[\w.]*)", path.read_text(), re.M)
             assert not [m for m in imports if m.startswith(forbidden)], (path, imports)

@@ -1,13 +1,13 @@
 """The linear probe: regularised (weight decay and the scale between modalities picked on the
 validation split), deterministic, one feature pass per split for every modality."""
+
 from __future__ import annotations
 
 import torch
+from conftest import TINY
 
 from avcl.config import load_config
 from avcl.evaluation.classify import _embed_modalities, _fit_probe, linear_probe, linear_probes
-
-from conftest import TINY
 
 GRID = [0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
 
@@ -16,7 +16,11 @@ def _features(videos_per_class: int, generator: torch.Generator, classes: int = 
     """Modality A: class means plus per-video and per-clip noise; modality B: the same noise, no class."""
     y = torch.arange(classes).repeat_interleave(videos_per_class)
     means = 0.25 * torch.randn(classes, dim, generator=torch.Generator().manual_seed(0))
-    a = means[y][:, None] + torch.randn(len(y), 1, dim, generator=generator) + 0.5 * torch.randn(len(y), clips, dim, generator=generator)
+    a = (
+        means[y][:, None]
+        + torch.randn(len(y), 1, dim, generator=generator)
+        + 0.5 * torch.randn(len(y), clips, dim, generator=generator)
+    )
     b = torch.randn(len(y), 1, dim, generator=generator) + 0.5 * torch.randn(len(y), clips, dim, generator=generator)
     return a, b, y
 
@@ -34,8 +38,9 @@ def test_adding_a_modality_that_carries_nothing_costs_at_most_noise():
     def accuracy(parts, weight_decays=GRID, with_blocks=True):
         cat = lambda *xs: torch.cat(xs, dim=-1)  # noqa: E731
         x_tr, x_va, x_te = (cat(*[p[i] for p in parts]) for i in range(3))
-        probe, _ = _fit_probe(x_tr, y_tr, x_va, y_va, 8, weight_decays, 100,
-                              blocks if with_blocks and len(parts) == 2 else None)
+        probe, _ = _fit_probe(
+            x_tr, y_tr, x_va, y_va, 8, weight_decays, 100, blocks if with_blocks and len(parts) == 2 else None
+        )
         return _accuracy(probe, x_te, y_te)
 
     a, b = (a_tr, a_va, a_te), (b_tr, b_va, b_te)

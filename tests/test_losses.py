@@ -1,4 +1,5 @@
 """The loss functions against hand-computed cases and direct implementations of the paper's equations."""
+
 from __future__ import annotations
 
 import math
@@ -52,7 +53,9 @@ def test_cross_correlation_matches_a_direct_numpy_computation():
 
     t1, t2 = torch.tensor(z1, dtype=torch.float32), torch.tensor(z2, dtype=torch.float32)
     assert cross_correlation_loss(t1, t2, lambd=lambd).item() == pytest.approx(standardized, rel=1e-5)
-    assert cross_correlation_loss(t1, t2, lambd=lambd, standardize=False, eps=0.0).item() == pytest.approx(printed, rel=1e-5)
+    assert cross_correlation_loss(t1, t2, lambd=lambd, standardize=False, eps=0.0).item() == pytest.approx(
+        printed, rel=1e-5
+    )
     assert standardized != pytest.approx(printed, rel=1e-2)  # centring matters for these non-centred features
 
 
@@ -60,7 +63,9 @@ def test_standardized_cross_correlation_ignores_per_dimension_shift_and_scale():
     torch.manual_seed(0)
     z1, z2 = torch.randn(16, 5), torch.randn(16, 5)
     moved = z1 * torch.tensor([1.0, 10.0, 0.1, 3.0, 2.0]) + torch.tensor([5.0, -3.0, 100.0, 0.0, 1.0])
-    torch.testing.assert_close(cross_correlation_loss(moved, z2, eps=0.0), cross_correlation_loss(z1, z2, eps=0.0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        cross_correlation_loss(moved, z2, eps=0.0), cross_correlation_loss(z1, z2, eps=0.0), rtol=1e-4, atol=1e-5
+    )
 
 
 def selfcl_from_the_equations(v: torch.Tensor, a: torch.Tensor, tau: float) -> torch.Tensor:
@@ -86,7 +91,9 @@ def test_selfcl_equals_the_paper_equations(tau):
     v, a = torch.randn(5, 7, dtype=torch.float64), torch.randn(5, 7, dtype=torch.float64)
     expected = selfcl_from_the_equations(v, a, tau)
     torch.testing.assert_close(info_nce_cross_modal(v, a, temperature=tau).double(), expected, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(info_nce_cross_modal(v, a, temperature=tau, gather=False).double(), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        info_nce_cross_modal(v, a, temperature=tau, gather=False).double(), expected, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_selfcl_prefers_aligned_pairs():
@@ -106,11 +113,14 @@ def test_selfcl_is_a_mean_over_anchors(n):
     assert info_nce_cross_modal(v, a, temperature=1e6).item() == pytest.approx(2 * math.log(2 * n - 1), rel=1e-5)
 
 
-@pytest.mark.parametrize("loss", [
-    lambda v, a: info_nce_cross_modal(v, a),
-    lambda v, a: cross_correlation_loss(v, a),
-    lambda v, a: cross_correlation_loss(v, a, standardize=False),
-])
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda v, a: info_nce_cross_modal(v, a),
+        lambda v, a: cross_correlation_loss(v, a),
+        lambda v, a: cross_correlation_loss(v, a, standardize=False),
+    ],
+)
 def test_gradients_reach_both_inputs(loss):
     torch.manual_seed(0)
     v, a = torch.randn(8, 6, requires_grad=True), torch.randn(8, 6, requires_grad=True)

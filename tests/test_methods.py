@@ -4,6 +4,7 @@ Tiny r3d encoders (width 0.125) on random clips (4 frames of 16x16) and spectrog
 The distributed test launches one real ``torchrun`` (2 processes, gloo) that trains every method for
 a few steps; see ``tests/ddp/worker_methods.py`` for why BatchNorm runs in eval mode there.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,13 +12,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from ddp.harness import run_ddp
+from ddp.worker_methods import METHOD_NAMES, QUEUE, STEPS, VIDEO_ONLY, global_batch, run_method, tiny_config
 
 from avcl.errors import UserError
 from avcl.losses import info_nce_cross_modal, info_nce_cross_modal_extra, info_nce_queue
 from avcl.methods import METHODS, build_method
 from avcl.methods.iic import break_temporal_order, intra_negative_frames
-from ddp.harness import run_ddp
-from ddp.worker_methods import METHOD_NAMES, QUEUE, STEPS, VIDEO_ONLY, global_batch, run_method, tiny_config
 
 N_PER_RANK, WORLD = 4, 2
 MOMENTUM_COPY = {"moco": "key", "byol": "target"}
@@ -154,10 +155,12 @@ def test_info_nce_queue_matches_the_formula():
     torch.manual_seed(0)
     q, k, queue, t = torch.randn(3, 5), torch.randn(3, 5), torch.randn(4, 5), 0.2
     cos = lambda x, y: F.cosine_similarity(x, y, dim=-1) / t  # noqa: E731
-    expected = torch.stack([
-        -cos(q[i], k[i]) + torch.logsumexp(torch.cat([cos(q[i], k[i])[None], cos(q[i][None], queue)]), 0)
-        for i in range(3)
-    ]).mean()
+    expected = torch.stack(
+        [
+            -cos(q[i], k[i]) + torch.logsumexp(torch.cat([cos(q[i], k[i])[None], cos(q[i][None], queue)]), 0)
+            for i in range(3)
+        ]
+    ).mean()
     torch.testing.assert_close(info_nce_queue(q, k, queue, t), expected)
     # at a huge temperature every logit is 0: log(1 + K)
     assert info_nce_queue(q, k, queue, 1e6).item() == pytest.approx(math.log(5), rel=1e-5)
@@ -174,7 +177,7 @@ def test_info_nce_with_extra_negatives_adds_them_to_both_anchors_of_their_video(
     def direction(x, y):
         total = 0.0
         for i in range(4):
-            others = torch.cat([y @ x[i], torch.cat([x[:i], x[i + 1:]]) @ x[i], en[i] @ x[i]]) / t
+            others = torch.cat([y @ x[i], torch.cat([x[:i], x[i + 1 :]]) @ x[i], en[i] @ x[i]]) / t
             total = total - (y[i] @ x[i]) / t + torch.logsumexp(others, 0)
         return total / 4
 
@@ -182,7 +185,9 @@ def test_info_nce_with_extra_negatives_adds_them_to_both_anchors_of_their_video(
     torch.testing.assert_close(with_extra, direction(vn, an) + direction(an, vn))
     assert with_extra > plain
     # (B, D) is one extra negative per video
-    torch.testing.assert_close(info_nce_cross_modal_extra(v, a, extra[:, 0], t), info_nce_cross_modal_extra(v, a, extra[:, :1], t))
+    torch.testing.assert_close(
+        info_nce_cross_modal_extra(v, a, extra[:, 0], t), info_nce_cross_modal_extra(v, a, extra[:, :1], t)
+    )
 
 
 def test_iic_intra_negatives_break_the_temporal_order_deterministically_per_video():
@@ -253,7 +258,9 @@ def test_two_ranks_train_as_one_process_with_the_global_batch(ranks, name):
             grads = r[name]["steps"][step]["grads"]
             assert grads.keys() == ref_grads.keys()
             for key, g in ref_grads.items():
-                torch.testing.assert_close(grads[key], g, rtol=1e-4, atol=atol, msg=lambda m: f"{name} step {step} {key}: {m}")
+                torch.testing.assert_close(
+                    grads[key], g, rtol=1e-4, atol=atol, msg=lambda m: f"{name} step {step} {key}: {m}"
+                )
     for r in ranks:
         state = r[name]["state"]
         assert state.keys() == ref["state"].keys()

@@ -1,4 +1,5 @@
 """Retrieval top-k, weighted kNN and Grad-CAM against hand-made features and toy networks."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """avcl imports and runs where PyAV, librosa and simplejpeg are not installed (the GPU machines' image)."""
+
 from __future__ import annotations
 
 import os
@@ -32,7 +33,8 @@ def test_package_and_bench_train_help_without_pyav_librosa_simplejpeg():
         "import avcl.bench.train, avcl.bench.loader\n"
         "assert not {'av', 'librosa', 'simplejpeg'} & set(sys.modules)\n"
         "from avcl.cli import main\n"
-        "sys.exit(main(['bench', 'train', '--data', 'synthetic', '--help']))\n")
+        "sys.exit(main(['bench', 'train', '--data', 'synthetic', '--help']))\n"
+    )
     assert result.returncode == 0, result.stderr
     assert "--data" in result.stdout and "synthetic" in result.stdout
 
@@ -53,5 +55,6 @@ def test_cache_frames_decode_without_simplejpeg(tmp_path):
         "out = np.empty((48, 64, 3), np.uint8)\n"
         "decode_frame(memoryview(data), out)\n"
         f"assert np.array_equal(out, np.load({str(tmp_path / 'want.npy')!r}))\n"
-        "assert 'simplejpeg' not in sys.modules\n")
+        "assert 'simplejpeg' not in sys.modules\n"
+    )
     assert result.returncode == 0, result.stderr

@@ -1,5 +1,6 @@
 """The command line end to end on a tiny generated benchmark: synth -> prepare -> pretrain -> finetune
 -> test, the linear probe, the Python API, and pretraining under torchrun with two gloo processes."""
+
 from __future__ import annotations
 
 import json
@@ -8,25 +9,58 @@ import subprocess
 import sys
 
 import torch
+from conftest import ROOT, TINY, run_cli
 
 from avcl.engine.checkpoint import load_checkpoint
-
-from conftest import ROOT, TINY, run_cli
 
 
 def test_cli_from_synth_through_pretrain_to_video_level_test(tmp_path):
     videos, data = tmp_path / "videos", tmp_path / "data"
-    run_cli("synth", str(videos), "--classes", "3", "--per-class", "4", "--seed", "5", "--height", "48",
-            "--width", "64", "--min-duration", "1.2", "--max-duration", "1.4", "--workers", "1")
+    run_cli(
+        "synth",
+        str(videos),
+        "--classes",
+        "3",
+        "--per-class",
+        "4",
+        "--seed",
+        "5",
+        "--height",
+        "48",
+        "--width",
+        "64",
+        "--min-duration",
+        "1.2",
+        "--max-duration",
+        "1.4",
+        "--workers",
+        "1",
+    )
     run_cli("prepare", str(videos), str(data), "--size", "36x48", "--workers", "1", "--min-frames", "8")
-    run_cli("pretrain", "--config", "configs/demo_cpu.yaml", "--data", str(data), "--out", str(tmp_path / "pre"),
-            *TINY, "train.epochs=2")
+    run_cli(
+        "pretrain",
+        "--config",
+        "configs/demo_cpu.yaml",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "pre"),
+        *TINY,
+        "train.epochs=2",
+    )
     pre = load_checkpoint(tmp_path / "pre" / "last.pt")
     assert pre["kind"] == "pretrain" and pre["epoch"] == 2 and pre["meta"]["num_classes"] == 3
     assert (tmp_path / "pre" / "loss_curves.png").stat().st_size > 0
 
-    out = run_cli("finetune", "--checkpoint", str(tmp_path / "pre"), "--out", str(tmp_path / "ft"),
-                  "eval.epochs=2", "eval.lr=0.01")
+    out = run_cli(
+        "finetune",
+        "--checkpoint",
+        str(tmp_path / "pre"),
+        "--out",
+        str(tmp_path / "ft"),
+        "eval.epochs=2",
+        "eval.lr=0.01",
+    )
     assert "video-level test top-1" in out.stdout
     result = json.loads((tmp_path / "ft" / "result.json").read_text())
     assert 0 <= result["test"]["top1"] <= result["test"]["top5"] <= 100
@@ -38,7 +72,11 @@ def test_cli_from_synth_through_pretrain_to_video_level_test(tmp_path):
 
     run_cli("linear", "--checkpoint", str(tmp_path / "pre"), "--out", str(tmp_path / "lin"), "eval.linear_epochs=5")
     metrics = json.loads((tmp_path / "lin" / "metrics.json").read_text())
-    assert metrics["modality"] == "both" and metrics["feature_dim"] == 128 and (tmp_path / "lin" / "confusion.png").is_file()
+    assert (
+        metrics["modality"] == "both"
+        and metrics["feature_dim"] == 128
+        and (tmp_path / "lin" / "confusion.png").is_file()
+    )
 
     refused = run_cli("test", "--checkpoint", str(tmp_path / "pre"), check=False)
     assert refused.returncode == 2 and "avcl linear" in refused.stderr
@@ -68,9 +106,23 @@ def test_load_encoders_and_the_linear_probe_of_each_modality(tiny_cache, tmp_pat
 
 def test_pretraining_under_torchrun_with_two_processes(tiny_cache, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           "-m", "avcl.cli", "pretrain", "--data", str(tiny_cache), "--out", str(tmp_path), *TINY,
-           "train.batch_size=2", "train.epochs=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        "-m",
+        "avcl.cli",
+        "pretrain",
+        "--data",
+        str(tiny_cache),
+        "--out",
+        str(tmp_path),
+        *TINY,
+        "train.batch_size=2",
+        "train.epochs=1",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 process(es)" in proc.stdout

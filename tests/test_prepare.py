@@ -1,4 +1,5 @@
 """``avcl prepare``: the skip report (nothing ignored silently), the OUT check, and resuming after a real SIGKILL."""
+
 from __future__ import annotations
 
 import json
@@ -59,7 +60,9 @@ def test_skip_report_names_each_unusable_file_with_its_reason(tmp_path):
     assert "usable by video-only methods only" in skipped["mute.mp4"]["message"]
 
     cache = C.PreparedCache(out)
-    prepared = {Path(p).parent.name + "/" + Path(p).name: bool(a) for p, a in zip(cache.entries.path, cache.entries.has_audio)}
+    prepared = {
+        Path(p).parent.name + "/" + Path(p).name: bool(a) for p, a in zip(cache.entries.path, cache.entries.has_audio)
+    }
     assert prepared == {"cat/good.mp4": True, "dog/good.mp4": True, "cat/mute.mp4": False}
     assert summary["prepared"] == 3 and summary["with_audio"] == 2 and summary["video_only"] == 1
     assert summary["skipped"] == 5 and summary["skipped_by_reason"]["unreadable"] >= 2
@@ -92,8 +95,24 @@ def test_resume_after_sigkill_gives_the_cache_of_an_uninterrupted_run(tmp_path):
     out = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "avcl.cli", "prepare", str(src), str(out), "--size", "48x64", "--workers", "1", "--quiet"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "avcl.cli",
+            "prepare",
+            str(src),
+            str(out),
+            "--size",
+            "48x64",
+            "--workers",
+            "1",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     index = out / C.INDEX
     deadline = time.monotonic() + 120
@@ -137,8 +156,11 @@ def test_a_source_without_videos_is_an_error_naming_it(tmp_path):
     with pytest.raises(UserError, match="no video files found"):
         prepare(tmp_path / "empty", tmp_path / "out", workers=0, progress=False)
     write_audio(tmp_path / "empty" / "class" / "song.m4a")
-    with pytest.raises(UserError, match=r"no video files found; 1 file ignored \(\.m4a 1; e\.g\. song\.m4a\); "
-                                        r"the video extensions are .*\.mp4 .*\.ts"):
+    with pytest.raises(
+        UserError,
+        match=r"no video files found; 1 file ignored \(\.m4a 1; e\.g\. song\.m4a\); "
+        r"the video extensions are .*\.mp4 .*\.ts",
+    ):
         prepare(tmp_path / "empty", tmp_path / "out", workers=0, progress=False)
 
 
@@ -161,7 +183,9 @@ def test_no_file_is_ignored_silently(tmp_path):
     assert summary["ignored"] == 2 and summary["ignored_by_reason"] == {"not a video extension": 2}
     assert summary["hidden_ignored"] == 2
     assert [(Path(r["path"]).name, r["reason"]) for r in summary["ignored_files"]] == [
-        ("song.m4a", "not_a_video_extension"), ("notes.txt", "not_a_video_extension")]
+        ("song.m4a", "not_a_video_extension"),
+        ("notes.txt", "not_a_video_extension"),
+    ]
     skipped = {Path(r["path"]).name: r["reason"] for r in C.read_jsonl(tmp_path / "cache" / C.SKIPPED)}
     assert skipped == {"song.m4a": "not_a_video_extension", "notes.txt": "not_a_video_extension"}
     text = format_summary(summary)
@@ -179,8 +203,9 @@ def test_missing_csv_rows_are_reported_in_skipped_jsonl_and_looked_for_again(tmp
 
     summary = prepare(tmp_path / "list.csv", out, size=SIZE, workers=0, progress=False)
     assert summary["prepared"] == 1 and summary["missing"] == 1 and summary["skipped"] == 0
-    assert C.read_jsonl(out / C.SKIPPED) == [{"path": str(tmp_path / "b.mp4"), "reason": "missing",
-                                              "message": "file not found"}]
+    assert C.read_jsonl(out / C.SKIPPED) == [
+        {"path": str(tmp_path / "b.mp4"), "reason": "missing", "message": "file not found"}
+    ]
     assert "listed but missing: 1 (e.g. b.mp4)" in format_summary(summary)
 
     write_video(tmp_path / "b.mp4", num_frames=20)  # the download finished: the next run takes it
@@ -212,8 +237,13 @@ def test_out_must_be_new_empty_or_a_cache_and_never_the_videos(tmp_path):
 
     # A CSV source: the folder of the videos it lists is no OUT either; the command line says so in one line.
     (tmp_path / "docs" / "list.csv").write_text(f"path,label\n{src / 'a' / 'v00.mp4'},a\n")
-    proc = subprocess.run([sys.executable, "-m", "avcl.cli", "prepare", str(tmp_path / "docs" / "list.csv"), str(src),
-                           "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "avcl.cli", "prepare", str(tmp_path / "docs" / "list.csv"), str(src), "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "neither empty nor a prepared cache (it holds a, b)" in proc.stderr
 

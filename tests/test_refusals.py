@@ -1,24 +1,25 @@
 """Damaged checkpoints, pickled code, a changed configuration on resume and missing shards are refused by
 the command line with one line on stderr, never a traceback, and never trained on."""
+
 from __future__ import annotations
 
 import shutil
 
 import pytest
 import torch
+from conftest import TINY, run_cli
+from test_checkpoint import flip_middle, truncate
 
 from avcl.engine.checkpoint import load_checkpoint
 from avcl.errors import UserError
-
-from conftest import TINY, run_cli
-from test_checkpoint import flip_middle, truncate
 
 
 @pytest.fixture(scope="module")
 def pretrained(tiny_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("pretrained") / "run"
-    run_cli("pretrain", "--data", str(tiny_cache), "--out", str(out), *TINY, "train.epochs=2",
-            "train.max_steps_per_epoch=2")
+    run_cli(
+        "pretrain", "--data", str(tiny_cache), "--out", str(out), *TINY, "train.epochs=2", "train.max_steps_per_epoch=2"
+    )
     return out
 
 
@@ -68,16 +69,28 @@ def test_resume_says_what_differs_and_which_value_wins(pretrained, tiny_cache, t
     run = tmp_path / "run"
     shutil.copytree(pretrained, run)
     common = ("pretrain", "--data", str(tiny_cache), "--out", str(run), "--resume", *TINY)
-    missing = _one_line_error(run_cli("pretrain", "--data", str(tiny_cache), "--out", str(run), "--resume",
-                                      str(run / "epoch-0009.pt"), *TINY, check=False))
+    missing = _one_line_error(
+        run_cli(
+            "pretrain",
+            "--data",
+            str(tiny_cache),
+            "--out",
+            str(run),
+            "--resume",
+            str(run / "epoch-0009.pt"),
+            *TINY,
+            check=False,
+        )
+    )
     assert f"{run / 'epoch-0009.pt'}: no checkpoint there to resume from" in missing
     stderr = _one_line_error(run_cli(*common, "train.epochs=3", "model.width=0.25", "train.seed=4", check=False))
     assert "differs from the checkpoint's in model.width: 0.125 -> 0.25, train.seed: 0 -> 4" in stderr
     assert "train.epochs" not in stderr  # a key that may change is not what refuses
 
     proc = run_cli(*common, "train.epochs=3", "optim.lr=0.005", "train.max_steps_per_epoch=2")
-    assert ("configuration changed since the checkpoint, the new values win: optim.lr: 0.01 -> 0.005, "
-            "train.epochs: 2 -> 3") in proc.stdout
+    assert (
+        "configuration changed since the checkpoint, the new values win: optim.lr: 0.01 -> 0.005, train.epochs: 2 -> 3"
+    ) in proc.stdout
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt["epoch"] == 3 and ckpt["config"]["train"]["epochs"] == 3
     assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.005)  # the new rate was used
@@ -88,8 +101,17 @@ def test_a_missing_shard_under_loader_workers_is_one_line(tiny_cache, tmp_path):
     shutil.copytree(tiny_cache, data)
     shard = sorted((data / "shards").iterdir())[0]
     shard.unlink()
-    proc = run_cli("pretrain", "--data", str(data), "--out", str(tmp_path / "run"), *TINY, "data.num_workers=2",
-                   "train.epochs=1", check=False)
+    proc = run_cli(
+        "pretrain",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "run"),
+        *TINY,
+        "data.num_workers=2",
+        "train.epochs=1",
+        check=False,
+    )
     stderr = _one_line_error(proc)
     assert f"{shard}: missing" in stderr and "Caught" not in stderr
 

@@ -1,4 +1,5 @@
 """Finding videos: class folders with and without split folders, path CSVs, Kinetics annotation CSVs."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,15 @@ def _triples(items: list[VideoItem], root) -> list[tuple[str, str | None, str | 
 def test_folder_with_split_folders(tmp_path):
     _touch(
         tmp_path,
-        "train/dog/b.mkv", "train/cat/a.mp4", "train/cat/sub/e.MP4", "val/cat/c.avi", "test/dog/d.webm",
-        "train/cat/notes.txt", "train/cat/._a.mp4", "train/.hidden/x.mp4", "train/loose.mov",
+        "train/dog/b.mkv",
+        "train/cat/a.mp4",
+        "train/cat/sub/e.MP4",
+        "val/cat/c.avi",
+        "test/dog/d.webm",
+        "train/cat/notes.txt",
+        "train/cat/._a.mp4",
+        "train/.hidden/x.mp4",
+        "train/loose.mov",
     )
     items, missing = find_videos(tmp_path)
     assert missing == []
@@ -86,7 +94,9 @@ def test_path_csv(tmp_path):
         ("clips/a.mp4", "cat", "train"),
         ("elsewhere/c.webm", "dog", "val"),
     ]
-    assert missing == sorted([(str(tmp_path / "clips" / "gone.mp4"), "file not found"), (f"{meta / 'list.csv'}:6", "no path in this row")])
+    assert missing == sorted(
+        [(str(tmp_path / "clips" / "gone.mp4"), "file not found"), (f"{meta / 'list.csv'}:6", "no path in this row")]
+    )
 
 
 def test_path_csv_without_split_column(tmp_path):
@@ -158,10 +168,20 @@ def test_every_container_extension_ffmpeg_reads_is_a_video(tmp_path):
 def test_files_not_taken_are_listed_with_a_reason_and_junk_is_counted(tmp_path):
     _touch(
         tmp_path,
-        "train/cat/a.mp4", "train/cat/song.m4a", "train/cat/sub/notes.txt", "val/dog/b.avi", "val/dog/clip.mp3",
-        "loose.mp4", "classInd.txt",  # beside the split folders: in no split
-        "train/cat/.DS_Store", "train/cat/._a.mp4", "train/Thumbs.db", "val/dog/desktop.ini",
-        "train/cat/.thumbs/x.mp4", "train/.cache/y.mp4", "__MACOSX/train/cat/._a.mp4",
+        "train/cat/a.mp4",
+        "train/cat/song.m4a",
+        "train/cat/sub/notes.txt",
+        "val/dog/b.avi",
+        "val/dog/clip.mp3",
+        "loose.mp4",
+        "classInd.txt",  # beside the split folders: in no split
+        "train/cat/.DS_Store",
+        "train/cat/._a.mp4",
+        "train/Thumbs.db",
+        "val/dog/desktop.ini",
+        "train/cat/.thumbs/x.mp4",
+        "train/.cache/y.mp4",
+        "__MACOSX/train/cat/._a.mp4",
     )
     listing = list_source(tmp_path)
     assert _triples(listing.items, tmp_path) == [("train/cat/a.mp4", "cat", "train"), ("val/dog/b.avi", "dog", "val")]
@@ -189,5 +209,6 @@ def test_kinetics_row_whose_only_download_is_audio_says_so(tmp_path):
     (tmp_path / "k.csv").write_text("label,youtube_id,time_start,time_end,split\nx,abc,0,10,train\ny,def,0,10,train\n")
     listing = list_source(tmp_path / "k.csv", videos_root=tmp_path / "v")
     assert len(listing.items) == 1 and listing.ignored == []  # a CSV names its files: others are not listed
-    assert listing.missing == [(str(tmp_path / "v" / "abc_000000_000010.mp4"),
-                                f"file not found (only abc_000000_000010.m4a: {NOT_A_VIDEO})")]
+    assert listing.missing == [
+        (str(tmp_path / "v" / "abc_000000_000010.mp4"), f"file not found (only abc_000000_000010.m4a: {NOT_A_VIDEO})")
+    ]

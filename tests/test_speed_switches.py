@@ -7,6 +7,7 @@ with oneDNN off, and bf16/fp16 runs are refused on the CPU), ``train.channels_la
 memory) and ``train.compile``. The compile test runs only with ``AVCL_SLOW_TESTS=1``: inductor's C++
 code generation takes more than a minute on two cores.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,6 +17,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import ROOT, TINY
 from torch.utils.data import default_collate
 
 from avcl.config import ConfigError, load_config
@@ -24,7 +26,6 @@ from avcl.data.transforms import to_model_input
 from avcl.engine.trainer import autocast
 from avcl.errors import UserError
 from avcl.methods import build_method
-from conftest import ROOT, TINY
 
 CPU = torch.device("cpu")
 BATCH = 4
@@ -40,8 +41,13 @@ def batch(cfg) -> dict:
     """A fixed uint8 batch as the loader ships it: video (4, 3, 4, 32, 32) uint8, audio (4, 1, 28, 28)."""
     g = torch.Generator().manual_seed(0)
     return {
-        "video": torch.randint(0, 256, (BATCH, 3, cfg.data.clip_len, cfg.data.crop_size, cfg.data.crop_size),
-                               dtype=torch.uint8, generator=g),
+        "video": torch.randint(
+            0,
+            256,
+            (BATCH, 3, cfg.data.clip_len, cfg.data.crop_size, cfg.data.crop_size),
+            dtype=torch.uint8,
+            generator=g,
+        ),
         "audio": torch.randn(BATCH, 1, cfg.data.audio_crop, cfg.data.audio_crop, generator=g),
         "label": torch.arange(BATCH),
         "index": torch.arange(BATCH),
@@ -123,7 +129,8 @@ def test_bf16_autocast_gradients_are_as_close_to_fp32_as_bf16_rounding_allows(cf
             for p in rounded.parameters():
                 p.copy_(p.bfloat16().float())
         _, grads_rounded = loss_and_grads(
-            rounded, {k: v.bfloat16().float() if v.is_floating_point() else v for k, v in inputs.items()})
+            rounded, {k: v.bfloat16().float() if v.is_floating_point() else v for k, v in inputs.items()}
+        )
         method = method_of(cfg)
         method.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -140,8 +147,9 @@ def test_bf16_autocast_gradients_are_as_close_to_fp32_as_bf16_rounding_allows(cf
     reference = torch.cat([g.flatten() for g in grads_fp32]).norm()
     rounding = error(grads_rounded) / reference
     assert 0 < rounding < 0.5, f"a single bf16 rounding moves the gradient by {rounding:.2e}"
-    assert error(grads_bf16) / reference <= 3 * rounding, \
+    assert error(grads_bf16) / reference <= 3 * rounding, (
         f"bf16 autocast: relative gradient error {error(grads_bf16) / reference:.2e}, single rounding {rounding:.2e}"
+    )
 
 
 @pytest.mark.parametrize("weights_too", [True, False], ids=["weights_and_clip", "clip_only"])
@@ -197,13 +205,17 @@ def test_pin_memory_is_requested_for_cuda_loaders_only(cfg, tiny_cache):
     pinned = replace(cfg.data, pin_memory=True)
     assert build_loader(dataset, pinned, BATCH, shuffle=False, seed=0, device="cuda").pin_memory is True
     assert build_loader(dataset, pinned, BATCH, shuffle=False, seed=0, device="cpu").pin_memory is False
-    assert build_loader(dataset, replace(pinned, pin_memory=False), BATCH, shuffle=False, seed=0,
-                        device="cuda").pin_memory is False
+    assert (
+        build_loader(dataset, replace(pinned, pin_memory=False), BATCH, shuffle=False, seed=0, device="cuda").pin_memory
+        is False
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("AVCL_SLOW_TESTS") != "1",
-                    reason="torch.compile takes more than a minute on two cores; set AVCL_SLOW_TESTS=1")
+@pytest.mark.skipif(
+    os.environ.get("AVCL_SLOW_TESTS") != "1",
+    reason="torch.compile takes more than a minute on two cores; set AVCL_SLOW_TESTS=1",
+)
 def test_torch_compile_gives_the_same_loss_and_gradients(cfg, batch):
     inputs = to_model_input(batch, cfg.data, CPU)
     eager = method_of(cfg)

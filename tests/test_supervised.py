@@ -1,5 +1,6 @@
 """The supervised model: baselines from scratch, and fine-tuning that shares (not copies) pretrained
 encoders and trains only what the classifier's features depend on."""
+
 import pytest
 import torch
 
@@ -14,12 +15,15 @@ def _trainable(module):
     return {n for n, p in module.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("name, modality, frozen_prefixes", [
-    ("simclr", "both", ("video_proj", "audio_proj")),
-    ("byol", "both", ("target", "video_pred", "audio_pred", "video_proj")),
-    ("avcl", "video", ("audio_encoder", "amfm")),
-    ("avcl", "both", ()),
-])
+@pytest.mark.parametrize(
+    "name, modality, frozen_prefixes",
+    [
+        ("simclr", "both", ("video_proj", "audio_proj")),
+        ("byol", "both", ("target", "video_pred", "audio_pred", "video_proj")),
+        ("avcl", "video", ("audio_encoder", "amfm")),
+        ("avcl", "both", ()),
+    ],
+)
 def test_finetuning_freezes_exactly_the_parts_the_features_do_not_use(name, modality, frozen_prefixes):
     cfg = load_config(None, [*TINY, f"method.name={name}"])
     pretrained = build_method(cfg)
@@ -36,7 +40,11 @@ def test_finetuning_freezes_exactly_the_parts_the_features_do_not_use(name, moda
     # Encoders are shared, and each weight appears once in the state dict.
     assert model.video_encoder is pretrained.video_encoder
     assert not any(k.startswith("video_encoder.") for k in model.state_dict())
-    batch = {"video": torch.randn(4, 3, 4, 32, 32), "audio": torch.randn(4, 1, 28, 28), "label": torch.tensor([0, 1, 2, 0])}
+    batch = {
+        "video": torch.randn(4, 3, 4, 32, 32),
+        "audio": torch.randn(4, 1, 28, 28),
+        "label": torch.tensor([0, 1, 2, 0]),
+    }
     out = model(batch)
     out["loss"].backward()
     assert 0 <= float(out["acc"]) <= 100

@@ -1,14 +1,15 @@
 """The synthetic audio-visual benchmark: real H.264/AAC files, deterministic, with the class structure
 (look-alike / sound-alike classes), the cross-modal class cues and the audio-visual synchronisation it
 promises."""
+
 from __future__ import annotations
 
 import csv
 import dataclasses
 import itertools
-import shutil
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -19,16 +20,45 @@ import numpy as np
 import pytest
 
 from avcl.cli import main as avcl_main
-from avcl.data.synth import (TEXTURE_PHASE, X264_OPTIONS, _rgb_to_yuv420p, _timing_texture, media_hashes,
-                              motion_envelope, verify_benchmark, MANIFEST_COLUMNS, PATTERNS, SHAPE_OF_SOUND, SOUNDS, TEXTURE_OF_PATTERN, _draw_cues,
-                              _render_clip, _stamp, _VideoJob, class_names, generate_benchmark, split_counts)
+from avcl.data.synth import (
+    MANIFEST_COLUMNS,
+    PATTERNS,
+    SHAPE_OF_SOUND,
+    SOUNDS,
+    TEXTURE_OF_PATTERN,
+    TEXTURE_PHASE,
+    X264_OPTIONS,
+    _draw_cues,
+    _render_clip,
+    _rgb_to_yuv420p,
+    _stamp,
+    _timing_texture,
+    _VideoJob,
+    class_names,
+    generate_benchmark,
+    media_hashes,
+    motion_envelope,
+    split_counts,
+    verify_benchmark,
+)
 from avcl.errors import UserError
 
 FPS, SR = 25, 24000
 # 4 classes = the 2x2 grid bounce/slide x bell/drum; difficulty 0 keeps the scene clean enough for the
 # simple trackers below (no distractors, little noise).
-TINY = dict(classes=4, per_class=3, seed=0, height=48, width=64, fps=FPS, min_duration=2.4, max_duration=3.0,
-            difficulty=0.0, sample_rate=SR, progress=False)
+TINY = dict(
+    classes=4,
+    per_class=3,
+    seed=0,
+    height=48,
+    width=64,
+    fps=FPS,
+    min_duration=2.4,
+    max_duration=3.0,
+    difficulty=0.0,
+    sample_rate=SR,
+    progress=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +141,13 @@ def test_layout_manifest_and_classes_file(bench):
     settings = json.loads((bench / "synth.json").read_text())
     assert settings["complete"] is True and settings["cue"] == 1.0
     assert {k: settings[k] for k in ("look", "size", "distractors", "ambient", "sound_code", "event_rate")} == {
-        "look": 0.35, "size": 1.5, "distractors": 0, "ambient": 0.05, "sound_code": "timing", "event_rate": 0.8}
+        "look": 0.35,
+        "size": 1.5,
+        "distractors": 0,
+        "ambient": 0.05,
+        "sound_code": "timing",
+        "event_rate": 0.8,
+    }
     assert len(rows) == 12
     for row in rows:
         split, label, name = Path(row["path"]).parts
@@ -156,14 +192,39 @@ def test_same_seed_gives_identical_media_whatever_the_worker_count_and_class_cou
 
 def test_different_seed_gives_different_media_and_cli_reports_it(bench, tmp_path, capsys):
     out = tmp_path / "seed1"
-    args = ["synth", str(out), "--classes", "2", "--per-class", "1", "--seed", "1", "--height", "48",
-            "--width", "64", "--min-duration", "2.4", "--max-duration", "3.0", "--difficulty", "0",
-            "--workers", "1", "--quiet", "--cue", "0.5"]
+    args = [
+        "synth",
+        str(out),
+        "--classes",
+        "2",
+        "--per-class",
+        "1",
+        "--seed",
+        "1",
+        "--height",
+        "48",
+        "--width",
+        "64",
+        "--min-duration",
+        "2.4",
+        "--max-duration",
+        "3.0",
+        "--difficulty",
+        "0",
+        "--workers",
+        "1",
+        "--quiet",
+        "--cue",
+        "0.5",
+    ]
     assert avcl_main(args) == 0
     printed = capsys.readouterr().out
     assert str(out) in printed and "2 videos, 2 classes" in printed and "cue 0.5" in printed
     assert json.loads((out / "synth.json").read_text())["cue"] == 0.5
-    other, ref = decode(out / "train/bounce-bell/bounce-bell_0000.mp4"), decode(bench / "train/bounce-bell/bounce-bell_0000.mp4")
+    other, ref = (
+        decode(out / "train/bounce-bell/bounce-bell_0000.mp4"),
+        decode(bench / "train/bounce-bell/bounce-bell_0000.mp4"),
+    )
     assert other[0].shape != ref[0].shape or not np.array_equal(other[0], ref[0])
     assert len(other[1]) != len(ref[1]) or not np.allclose(other[1], ref[1])
     # Writing again into a benchmark folder replaces it; a folder with other content is refused.
@@ -214,8 +275,8 @@ def test_sound_onsets_coincide_with_the_frames_where_the_ball_hits_the_floor(ben
         onset = audio_onset_strength(audio, len(frames))
         near = np.zeros(len(frames), bool)
         for t in impacts:
-            assert onset[max(0, t - 1):t + 2].max() > 2.0, (row["path"], t)  # a loud onset at the impact
-            near[max(0, t - 2):t + 3] = True
+            assert onset[max(0, t - 1) : t + 2].max() > 2.0, (row["path"], t)  # a loud onset at the impact
+            near[max(0, t - 2) : t + 3] = True
         # and none elsewhere: the texture's bursts rise over a few frames (raised cosine), far more gently
         assert onset[~near].max() < 1.5, row["path"]
         checked += 1
@@ -273,11 +334,12 @@ def test_the_four_shapes_are_distinct_and_the_triangle_stands_on_its_base():
 def test_the_slide_texture_is_heard_between_the_impacts_of_the_videos_that_have_it():
     """Between impacts (from 0.35 s after one to the next), the 2-5 kHz band of slide-drum videos holds
     far more energy with the slide's scrape than with any other texture."""
+
     def band_energy_between_impacts(clip) -> float:
         keep = np.ones(len(clip.audio), bool)
         for e in clip.events:
             start = round(e * SR / FPS)
-            keep[max(0, start - SR // 100):start + int(0.35 * SR)] = False
+            keep[max(0, start - SR // 100) : start + int(0.35 * SR)] = False
         power = np.abs(np.fft.rfft(clip.audio * keep)) ** 2
         freqs = np.fft.rfftfreq(len(clip.audio), 1 / SR)
         return float(power[(freqs >= 2000) & (freqs <= 5000)].sum() / keep.sum())
@@ -313,8 +375,20 @@ def test_video_is_lossless_so_decoding_gives_the_rendered_frames_whatever_the_en
     code path (SIMD or not) did cannot change the decoded pictures."""
     assert X264_OPTIONS["qp"] == "0" and "asm=0" in X264_OPTIONS["x264-params"]
     row = read_manifest(bench)[0]
-    job = _VideoJob("unused.mp4", 0, int(Path(row["path"]).stem.split("_")[-1]), TINY["seed"], 48, 64, FPS,
-                    TINY["min_duration"], TINY["max_duration"], 0.0, SR, 0.75)
+    job = _VideoJob(
+        "unused.mp4",
+        0,
+        int(Path(row["path"]).stem.split("_")[-1]),
+        TINY["seed"],
+        48,
+        64,
+        FPS,
+        TINY["min_duration"],
+        TINY["max_duration"],
+        0.0,
+        SR,
+        0.75,
+    )
     clip = _render_clip(job)
     with av.open(str(bench / row["path"])) as c:
         planes = np.stack([f.to_ndarray() for f in c.decode(video=0)])
@@ -328,10 +402,15 @@ def test_same_hashes_when_numpy_runs_without_its_cpu_specific_simd(bench, tmp_pa
     from numpy._core._multiarray_umath import __cpu_baseline__
 
     out = tmp_path / "baseline"
-    code = ("import sys; from avcl.data.synth import generate_benchmark; "
-            f"generate_benchmark(sys.argv[1], workers=1, **{TINY!r})")
-    env = {**os.environ, "NPY_ENABLE_CPU_FEATURES": " ".join(__cpu_baseline__) or "none",
-           "PYTHONPATH": os.pathsep.join(sys.path)}
+    code = (
+        "import sys; from avcl.data.synth import generate_benchmark; "
+        f"generate_benchmark(sys.argv[1], workers=1, **{TINY!r})"
+    )
+    env = {
+        **os.environ,
+        "NPY_ENABLE_CPU_FEATURES": " ".join(__cpu_baseline__) or "none",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
     if not __cpu_baseline__:
         env.pop("NPY_ENABLE_CPU_FEATURES")
     subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env)
@@ -386,7 +465,7 @@ def test_the_texture_sounds_at_the_phase_of_the_visible_motion_that_the_manifest
         t = np.arange(len(clip.frames)) + 0.5
         keep = np.ones(len(t), bool)
         for e in clip.events:  # leave out the impacts themselves
-            keep[max(0, e - 1):e + 2] = False
+            keep[max(0, e - 1) : e + 2] = False
         corr = {p: np.corrcoef(motion_envelope(p, starts, t)[keep], band[keep])[0, 1] for p in TEXTURE_PHASE}
         own = {v: k for k, v in TEXTURE_OF_PATTERN.items()}[clip.texture]
         if cue == 1.0:

@@ -2,6 +2,7 @@
 loss, the leak-free inter-snippet graph and every option; a short pretraining and a linear probe
 through the CLI on the tiny benchmark. The generic tests (loss decreases, gradients, DDP equivalence)
 list TCGL in ``tests/test_methods.py``."""
+
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY, run_cli
 
 from avcl.config import Config, DataConfig, TCGLConfig
 from avcl.data.transforms import stkd, to_model_input
@@ -17,7 +19,6 @@ from avcl.data.tuples import PERMUTATIONS, TupleDataset, random_tuple, tuple_fra
 from avcl.errors import UserError
 from avcl.methods import build_method
 from avcl.methods.tcgl import DenseGCN, chain_adjacency, gcn_normalize, grace_loss, true_order_adjacency
-from conftest import TINY, run_cli
 
 
 def tcgl_config(**tcgl) -> Config:
@@ -32,8 +33,11 @@ def tcgl_config(**tcgl) -> Config:
 
 def tuple_batch(n: int, seed: int = 0, clip_len: int = 4, size: int = 16) -> dict:
     g = torch.Generator().manual_seed(seed)
-    return {"tuple": torch.randn(n, 3, 3, clip_len, size, size, generator=g),
-            "order": torch.arange(n) % 6, "index": torch.arange(n) + 10}
+    return {
+        "tuple": torch.randn(n, 3, 3, clip_len, size, size, generator=g),
+        "order": torch.arange(n) % 6,
+        "index": torch.arange(n) + 10,
+    }
 
 
 # -- the sampler --------------------------------------------------------------------------------------
@@ -82,7 +86,7 @@ def test_tuple_dataset_reads_the_frames_of_its_tuple_with_one_crop(tiny_cache):
         y, x = random_crop_box(*cache.frame_size, 32, rng)
         assert int(sample["order"]) == label
         frames = cache.read_frames(row, ids.reshape(-1)).reshape(3, 4, *cache.frame_size, 3)
-        expected = torch.from_numpy(frames[:, :, y:y + 32, x:x + 32]).permute(0, 4, 1, 2, 3)
+        expected = torch.from_numpy(frames[:, :, y : y + 32, x : x + 32]).permute(0, 4, 1, 2, 3)
         assert torch.equal(sample["tuple"], expected)
         assert torch.equal(ds[key]["tuple"], sample["tuple"])  # the key decides everything
     batch = to_model_input({"tuple": sample["tuple"][None]}, data, "cpu")
@@ -164,7 +168,7 @@ def test_dense_gcn_is_gcnconv_on_a_hand_built_graph():
     expected += gcn.bias
     torch.testing.assert_close(gcn(x, adj), expected)
     torch.testing.assert_close(gcn(x.expand(2, 3, n, d), adj.expand(2, 3, n, n))[1, 2], expected)  # batched
-    assert torch.equal(chain_adjacency(4), torch.tensor([[0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0.]]))
+    assert torch.equal(chain_adjacency(4), torch.tensor([[0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0.0]]))
     assert torch.allclose(gcn_normalize(torch.zeros(3, 3)), torch.eye(3))
 
 
@@ -225,7 +229,9 @@ def test_grace_loss_matches_a_direct_computation():
         between = sum(torch.exp(sim(a[i], b[j])) for j in range(len(a)))
         return -torch.log(pos / (refl + between))
 
-    expected = torch.stack([0.5 * (semi(z1[g], z2[g], i) + semi(z2[g], z1[g], i)) for g in range(3) for i in range(4)]).mean()
+    expected = torch.stack(
+        [0.5 * (semi(z1[g], z2[g], i) + semi(z2[g], z1[g], i)) for g in range(3) for i in range(4)]
+    ).mean()
     torch.testing.assert_close(grace_loss(z1, z2, tau), expected)
 
 
@@ -276,10 +282,17 @@ def test_true_order_says_that_it_leaks(capsys):
 
 
 # -- every option --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("options", [
-    {}, {"intra_gcn": "per_position"}, {"inter_edges": "true_order"}, {"stkd": False},
-    {"edge_drop": 0.0, "feature_mask": 0.0, "order_dropout": 0.0}, {"sets": 2},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"intra_gcn": "per_position"},
+        {"inter_edges": "true_order"},
+        {"stkd": False},
+        {"edge_drop": 0.0, "feature_mask": 0.0, "order_dropout": 0.0},
+        {"sets": 2},
+    ],
+)
 def test_every_option_trains_and_every_parameter_gets_a_gradient(options):
     torch.manual_seed(0)
     method = build_method(tcgl_config(**options))
@@ -322,16 +335,34 @@ def test_bad_options_and_audio_are_refused():
 
 # -- end to end ----------------------------------------------------------------------------------------
 def test_pretrain_then_linear_probe_with_stkd(tiny_cache, tmp_path):
-    run_cli("pretrain", "--data", str(tiny_cache), "--out", str(tmp_path / "pre"), *TINY, "method.name=tcgl",
-            "tcgl.gap=2", "train.epochs=1", "train.max_steps_per_epoch=2")
+    run_cli(
+        "pretrain",
+        "--data",
+        str(tiny_cache),
+        "--out",
+        str(tmp_path / "pre"),
+        *TINY,
+        "method.name=tcgl",
+        "tcgl.gap=2",
+        "train.epochs=1",
+        "train.max_steps_per_epoch=2",
+    )
     log = [json.loads(line) for line in (tmp_path / "pre" / "log.jsonl").read_text().splitlines()]
     assert any("order_acc" in r for r in log), log[:3]
     from avcl.methods.tcgl import evaluate_order
 
     result = evaluate_order(str(tmp_path / "pre" / "last.pt"), "train", draws=1, batch_size=8)
     assert 0.0 <= result["order_acc"] <= 100.0 and result["tuples"] > 0 and result["inter_edges"] == "positions"
-    run_cli("linear", "--checkpoint", str(tmp_path / "pre"), "--out", str(tmp_path / "lin"), "eval.linear_epochs=2",
-            "eval.modality=video", "data.stkd=true")
+    run_cli(
+        "linear",
+        "--checkpoint",
+        str(tmp_path / "pre"),
+        "--out",
+        str(tmp_path / "lin"),
+        "eval.linear_epochs=2",
+        "eval.modality=video",
+        "data.stkd=true",
+    )
     metrics = json.loads((tmp_path / "lin" / "metrics.json").read_text())
     assert metrics["modality"] == "video" and metrics["feature_dim"] == 64
 
@@ -353,5 +384,7 @@ def test_prepare_reports_the_videos_shorter_than_a_tcgl_tuple(tiny_cache):
     summary = json.loads((tiny_cache / "report.json").read_text())
     frames = PreparedCache(tiny_cache).entries.num_frames
     assert summary["shorter_than_tcgl_tuple"] == int((frames < 64).sum()) > 0  # the tiny videos are 30-40 frames
-    assert f"shorter than a TCGL tuple (64 frames; tcgl.short_videos=skip|loop): {summary['shorter_than_tcgl_tuple']}" \
+    assert (
+        f"shorter than a TCGL tuple (64 frames; tcgl.short_videos=skip|loop): {summary['shorter_than_tcgl_tuple']}"
         in format_summary(summary)
+    )

@@ -4,11 +4,11 @@ A log line holds the mean of the loss dict over the window's steps and over both
 local losses differ: each sees its own half of the global batch). A NaN loss on one rank alone stops
 both ranks at the same check, naming the step, with the weights of before that step on both.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
-
 from ddp.harness import run_ddp
 
 pytestmark = pytest.mark.distributed
@@ -19,8 +19,9 @@ NAN_STEP = 3
 @pytest.fixture(scope="module")
 def ranks(tiny_cache, tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("trainer-ddp")
-    return run_ddp("ddp.worker_trainer", "--data", str(tiny_cache), "--out-dir", str(out),
-                   "--nan-step", str(NAN_STEP), timeout=300)
+    return run_ddp(
+        "ddp.worker_trainer", "--data", str(tiny_cache), "--out-dir", str(out), "--nan-step", str(NAN_STEP), timeout=300
+    )
 
 
 def test_logged_losses_are_the_mean_over_the_window_and_both_ranks(ranks):
@@ -32,8 +33,12 @@ def test_logged_losses_are_the_mean_over_the_window_and_both_ranks(ranks):
     assert [r["step"] for r in lines] == list(range(2, steps + 1, 2))
     assert any(a["loss"] != b["loss"] for a, b in zip(r0["local"], r1["local"]))  # the ranks' losses differ
     for line in lines:
-        window = [r0["local"][line["step"] - 2], r0["local"][line["step"] - 1],
-                  r1["local"][line["step"] - 2], r1["local"][line["step"] - 1]]
+        window = [
+            r0["local"][line["step"] - 2],
+            r0["local"][line["step"] - 1],
+            r1["local"][line["step"] - 2],
+            r1["local"][line["step"] - 1],
+        ]
         for key in ("loss", *(k for k in window[0] if k != "loss")):
             assert line[key] == pytest.approx(sum(w[key] for w in window) / 4, rel=1e-6), (line["step"], key)
     # the epoch records are the epoch's means over both ranks

@@ -4,6 +4,7 @@ SGD's weight decay and momentum move the weights even when the gradients are zer
 restores parameters, buffers and optimiser state from a snapshot on the device; these tests compare
 everything bit for bit with the state before the step.
 """
+
 from __future__ import annotations
 
 import copy
@@ -113,8 +114,9 @@ def test_a_non_finite_first_step_creates_no_optimiser_state_that_moves_the_weigh
     ref_optimizer = make_optimizer(reference.parameters(), "sgd", 0.1, 0.9, 0.01)
     model.poison = "loss"
     before = copy.deepcopy(model.state_dict())
-    _, healthy = optimisation_step(model, model, optimizer, _batch(0), cfg, CPU,
-                                   guard=StepGuard(model, optimizer, device_side=device_side))
+    _, healthy = optimisation_step(
+        model, model, optimizer, _batch(0), cfg, CPU, guard=StepGuard(model, optimizer, device_side=device_side)
+    )
     assert not bool(healthy)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     # the zeroed momentum buffer it left behind acts as no buffer: the next steps match a fresh run
@@ -151,8 +153,13 @@ def test_a_resumed_run_drops_what_the_killed_run_logged_past_its_checkpoint(tmp_
     with (tmp_path / "log.jsonl").open("a") as fh:
         fh.write('{"kind": "train", "st')  # torn by the kill
     assert logger.drop_after(4) == 3
-    assert [(r["kind"], r["step"]) for r in read_log(tmp_path / "log.jsonl")] == \
-        [("train", 1), ("train", 2), ("train", 3), ("train", 4), ("epoch", 4)]
+    assert [(r["kind"], r["step"]) for r in read_log(tmp_path / "log.jsonl")] == [
+        ("train", 1),
+        ("train", 2),
+        ("train", 3),
+        ("train", 4),
+        ("epoch", 4),
+    ]
     assert logger.drop_after(4) == 0
 
 
@@ -162,10 +169,11 @@ def test_the_training_loop_reads_the_device_once_per_log_interval_not_per_step(t
     engine's step."""
     import traceback
 
+    from conftest import TINY
+
     from avcl.engine.setup import open_cache, split_dataset, split_loader
     from avcl.engine.trainer import Trainer, make_schedule, seed_everything
     from avcl.methods.avcl import AVCL
-    from conftest import TINY
 
     reads: list[tuple[str, str]] = []
     tracking = [False]
@@ -184,15 +192,37 @@ def test_the_training_loop_reads_the_device_once_per_log_interval_not_per_step(t
     def reads_in_an_epoch(steps: int) -> list[tuple[str, str]]:
         from avcl.config import load_config
 
-        cfg = load_config(None, [*TINY, f"data.root={tiny_cache}", "train.epochs=1", "train.log_every=100",
-                                 f"train.max_steps_per_epoch={steps}"])
+        cfg = load_config(
+            None,
+            [
+                *TINY,
+                f"data.root={tiny_cache}",
+                "train.epochs=1",
+                "train.log_every=100",
+                f"train.max_steps_per_epoch={steps}",
+            ],
+        )
         seed_everything(0)
-        loader = split_loader(cfg, split_dataset(cfg, open_cache(cfg), "train", "train"), batch_size=2,
-                              shuffle=True, device=CPU, drop_last=True)
+        loader = split_loader(
+            cfg,
+            split_dataset(cfg, open_cache(cfg), "train", "train"),
+            batch_size=2,
+            shuffle=True,
+            device=CPU,
+            drop_last=True,
+        )
         method = AVCL(cfg)
         optimizer = make_optimizer(method.parameters(), "sgd", 0.01, 0.9, 5e-4)
-        trainer = Trainer(cfg, method, loader, out=tmp_path / str(steps), epochs=1, optimizer=optimizer, device=CPU,
-                          scheduler_factory=lambda o, s: make_schedule(o, "constant", 1, s))
+        trainer = Trainer(
+            cfg,
+            method,
+            loader,
+            out=tmp_path / str(steps),
+            epochs=1,
+            optimizer=optimizer,
+            device=CPU,
+            scheduler_factory=lambda o, s: make_schedule(o, "constant", 1, s),
+        )
         assert trainer.steps_per_epoch == steps
         trainer.device_side_guard = True  # as on CUDA (the CPU reads its flag each step, which costs nothing)
         reads.clear()
@@ -212,7 +242,12 @@ def test_the_divergence_message_names_train_amp_when_mixed_precision_is_on(tmp_p
     from avcl.engine.trainer import Trainer, TrainingDiverged, TrainState
 
     trainer = Trainer.__new__(Trainer)  # the check alone, as on a CUDA device
-    trainer.cfg, trainer.device, trainer.out, trainer.state = Config(), torch.device("cuda"), tmp_path, TrainState(step=12)
+    trainer.cfg, trainer.device, trainer.out, trainer.state = (
+        Config(),
+        torch.device("cuda"),
+        tmp_path,
+        TrainState(step=12),
+    )
     trainer.cfg.train.amp = amp
     trainer._healthy, trainer._good, trainer._window_start_step = torch.tensor(False), torch.tensor(1), 10
     with pytest.raises(TrainingDiverged) as err:

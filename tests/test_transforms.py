@@ -1,4 +1,5 @@
 """Clip sampling, crops, the spectrogram window/resize/crop and to_model_input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -55,7 +56,9 @@ def test_spectrogram_crop_equals_normalise_resize_then_crop(n_mels, frames):
     mean = rng.normal(-40, 5, size=n_mels).astype(np.float32)
     std = rng.uniform(5, 20, size=n_mels).astype(np.float32)
     normalised = torch.from_numpy((mel.astype(np.float32) - mean[:, None]) / std[:, None])
-    full = F.interpolate(normalised[None, None], size=(256, 256), mode="bilinear", align_corners=False, antialias=True)[0, 0]
+    full = F.interpolate(normalised[None, None], size=(256, 256), mode="bilinear", align_corners=False, antialias=True)[
+        0, 0
+    ]
     for y, x in [(0, 0), (144, 144), (37, 101)]:
         crop = T.spectrogram_crop(mel, mean, std, 256, y, x, 112)
         assert crop.shape == (112, 112) and crop.dtype == torch.float32
@@ -90,7 +93,9 @@ def test_to_model_input_normalises_uint8_video_per_channel():
     torch.testing.assert_close(T.to_model_input(batch, cfg_plain, "cpu")["video"], video.float() / 255)
 
     test_video = torch.randint(0, 256, (2, 5, 3, 4, 8, 8), dtype=torch.uint8)  # (B, N, 3, T, H, W)
-    torch.testing.assert_close(T.to_model_input({"video": test_video}, cfg, "cpu")["video"], (test_video.float() / 255 - mean) / std)
+    torch.testing.assert_close(
+        T.to_model_input({"video": test_video}, cfg, "cpu")["video"], (test_video.float() / 255 - mean) / std
+    )
 
     already = torch.randn(2, 3, 4, 8, 8)  # normalised by the dataset (normalize_on_device=false)
     assert torch.equal(T.to_model_input({"video": already}, cfg, "cpu")["video"], already)

@@ -1,4 +1,5 @@
 """avcl: self-supervised audio-visual representation learning from video."""
+
 from __future__ import annotations
 
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
 """Using trained models from other code: rebuild a method from a checkpoint, get its encoders."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -7,6 +7,7 @@ the key and the closest valid ones, so a typo never silently falls back to a def
 
 Where the paper is silent or ambiguous, the defaults follow ``METHOD.md`` and the README lists them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -157,7 +158,9 @@ class TCGLConfig:
     sets: int = 4  # frame sets (intra-graph nodes) per snippet; data.clip_len must be a multiple
     short_videos: str = "skip"  # videos shorter than the tuple: skip (dropped, counted) | loop (frame ids wrap)
     stkd: bool = True  # temporal-mean removal per snippet and per frame set during pretraining
-    inter_edges: str = "positions"  # positions (0-1, 1-2 of the shuffled order) | true_order (the release: leaks the label)
+    inter_edges: str = (
+        "positions"  # positions (0-1, 1-2 of the shuffled order) | true_order (the release: leaks the label)
+    )
     intra_gcn: str = "shared"  # shared (one GCN for the three snippets) | per_position (the release: one per position)
     edge_drop: float = 0.2  # view 2: probability of dropping each directed edge
     feature_mask: float = 0.1  # view 2: probability of masking each feature dimension (one mask per sample)
@@ -353,14 +356,18 @@ def validate(cfg: Config) -> None:
         if value not in choices:
             raise ConfigError(f"config key '{key}' is {value!r}; choose one of {', '.join(map(str, choices))}")
     if cfg.train.device == "cpu" and cfg.train.amp in ("bf16", "fp16"):
-        raise ConfigError(f"train.amp={cfg.train.amp} with train.device=cpu: mixed precision runs on CUDA only "
-                          "(oneDNN's reduced-precision 3D convolutions are wrong on some CPUs); "
-                          "use train.amp=auto or off")
+        raise ConfigError(
+            f"train.amp={cfg.train.amp} with train.device=cpu: mixed precision runs on CUDA only "
+            "(oneDNN's reduced-precision 3D convolutions are wrong on some CPUs); "
+            "use train.amp=auto or off"
+        )
     if cfg.data.audio_window != "whole":
         try:
             seconds = float(cfg.data.audio_window)
         except ValueError:
-            raise ConfigError(f"data.audio_window must be 'whole' or a number of seconds, got {cfg.data.audio_window!r}")
+            raise ConfigError(
+                f"data.audio_window must be 'whole' or a number of seconds, got {cfg.data.audio_window!r}"
+            )
         if seconds <= 0:
             raise ConfigError("data.audio_window must be positive")
     if cfg.data.crop_size <= 0 or cfg.data.audio_crop > cfg.data.audio_size:

@@ -5,6 +5,7 @@ reference trained with labels -> regularised linear probes of the video encoder,
 both, for every set of encoders and for untrained ones -> one table, the timings and a report folder
 (config, metrics.json, loss curves, confusion matrices, the full log of every stage).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -83,15 +84,16 @@ class _Stages:
 
     def line(self) -> str:
         parts = [f"{k} {self.wall[k]:.0f}/{self.cpu[k]:.0f}" for k in self.wall]
-        return (f"Timings (s, wall/CPU): {', '.join(parts)}; total {sum(self.wall.values()):.0f}/"
-                f"{sum(self.cpu.values()):.0f} on {os.cpu_count()} cores")
+        return (
+            f"Timings (s, wall/CPU): {', '.join(parts)}; total {sum(self.wall.values()):.0f}/"
+            f"{sum(self.cpu.values()):.0f} on {os.cpu_count()} cores"
+        )
 
 
 def _pretrain_or_note(pretrain, cfg, row: str, seed: int, diverged: dict[str, list[str]]) -> bool:
     """Pretrain; a run whose loss stops being finite is a result of the demo (the row says so), not
     the end of it."""
     from avcl.engine.trainer import TrainingDiverged
-
     from avcl.evaluation.plots import plot_run
 
     try:
@@ -110,9 +112,18 @@ def _cell(values: list[float]) -> str:
     return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def run_demo(out: str | Path, classes: int = 8, per_class: int = 60, epochs: int | None = 10,
-             supervised: bool = True, paper: bool = True, seeds: int = 1, overrides: tuple[str, ...] = (),
-             seed: int = 0, verbose: bool = False) -> dict:
+def run_demo(
+    out: str | Path,
+    classes: int = 8,
+    per_class: int = 60,
+    epochs: int | None = 10,
+    supervised: bool = True,
+    paper: bool = True,
+    seeds: int = 1,
+    overrides: tuple[str, ...] = (),
+    seed: int = 0,
+    verbose: bool = False,
+) -> dict:
     """The demo; returns what ``metrics.json`` holds. ``seeds`` repeats every training and probe with
     seeds ``seed .. seed+seeds-1`` (the benchmark stays the one of ``seed``) for a mean and a std."""
     from avcl.api import method_from_checkpoint
@@ -147,7 +158,9 @@ def run_demo(out: str | Path, classes: int = 8, per_class: int = 60, epochs: int
     cache = open_cache(cfg)
     num_classes = len(cache.meta["classes"])
     test_videos = len(cache.indices(cfg.data.test_split))
-    rows = ["random init", "AVCL"] + (["AVCL paper-literal"] if paper else []) + (["supervised R+A"] if supervised else [])
+    rows = (
+        ["random init", "AVCL"] + (["AVCL paper-literal"] if paper else []) + (["supervised R+A"] if supervised else [])
+    )
     probes: dict[str, list[dict]] = {r: [] for r in rows}  # row -> one {modality: metrics} per seed
     diverged: dict[str, list[str]] = {}  # row -> why a seed's pretraining stopped
     supervised_test: list[dict] = []
@@ -157,8 +170,11 @@ def run_demo(out: str | Path, classes: int = 8, per_class: int = 60, epochs: int
         run_cfg.train.epochs, run_cfg.data.root, run_cfg.train.seed = cfg.train.epochs, cfg.data.root, s
         tag = f" (seed {s})" if seeds > 1 else ""
         methods = {"random init": lambda c=run_cfg: random_encoders(c, num_classes)}
-        with stage("pretrain", f"[{next(n)}/{steps}] pretraining AVCL{tag}: {cfg.model.backbone}, width "
-                   f"{cfg.model.width}, {cfg.train.epochs} epochs"):
+        with stage(
+            "pretrain",
+            f"[{next(n)}/{steps}] pretraining AVCL{tag}: {cfg.model.backbone}, width "
+            f"{cfg.model.width}, {cfg.train.epochs} epochs",
+        ):
             run_cfg.train.out = str(out / "avcl" / f"seed{s}")
             if _pretrain_or_note(pretrain, run_cfg, "AVCL", s, diverged):
                 methods["AVCL"] = lambda p=out / "avcl" / f"seed{s}" / "last.pt": method_from_checkpoint(p)
@@ -168,8 +184,9 @@ def run_demo(out: str | Path, classes: int = 8, per_class: int = 60, epochs: int
                 paper_cfg.train.epochs, paper_cfg.data.root, paper_cfg.train.seed = cfg.train.epochs, cfg.data.root, s
                 paper_cfg.train.out = str(out / "avcl_paper" / f"seed{s}")
                 if _pretrain_or_note(pretrain, paper_cfg, "AVCL paper-literal", s, diverged):
-                    methods["AVCL paper-literal"] = (
-                        lambda p=out / "avcl_paper" / f"seed{s}" / "last.pt": method_from_checkpoint(p))
+                    methods["AVCL paper-literal"] = lambda p=out / "avcl_paper" / f"seed{s}" / "last.pt": (
+                        method_from_checkpoint(p)
+                    )
         if supervised:
             with stage("supervised", f"[{next(n)}/{steps}] supervised R+A{tag}: trained from scratch with labels"):
                 sup_cfg = load_config(_preset_path(), (*quiet, *overrides))
@@ -177,7 +194,9 @@ def run_demo(out: str | Path, classes: int = 8, per_class: int = 60, epochs: int
                 supervised_test.append(finetune(sup_cfg, out / "supervised" / f"seed{s}", pretrained=None)["test"])
             methods["supervised R+A"] = lambda p=out / "supervised" / f"seed{s}" / "best.pt": method_from_checkpoint(p)
         methods_per_seed.append((s, run_cfg, methods))
-    with stage("probes", f"[{next(n)}/{steps}] linear probes (video, audio, both) of {len(rows)} x {seeds} encoder sets"):
+    with stage(
+        "probes", f"[{next(n)}/{steps}] linear probes (video, audio, both) of {len(rows)} x {seeds} encoder sets"
+    ):
         for s, run_cfg, methods in methods_per_seed:
             for row in rows:
                 if row in methods:
@@ -196,28 +215,50 @@ def run_demo(out: str | Path, classes: int = 8, per_class: int = 60, epochs: int
     for row in rows:
         cells = [_cell([p[m]["top1"] for p in probes[row]]) for m in MODALITIES]
         if row in diverged:
-            cells = [f"{c} (diverged: {len(diverged[row])} of {seeds} seeds)" if probes[row] else "diverged"
-                     for c in cells]
+            cells = [
+                f"{c} (diverged: {len(diverged[row])} of {seeds} seeds)" if probes[row] else "diverged" for c in cells
+            ]
         table.append(f"| {row} | " + " | ".join(cells) + " |")
     if neighbours:
-        table += ["", "| frozen features, both modalities | kNN top-1 | retrieval R@1 | retrieval R@5 |",
-                  "|---|---|---|---|"]
-        table += [f"| {row} | {r['knn']:.1f} | {r['retrieval_top1']:.1f} | {r['retrieval_top5']:.1f} |"
-                  for row, r in neighbours.items()]
-    notes = [f"Top-1 (%) at video level on {test_videos} test videos (one video = {100 / max(1, test_videos):.1f} "
-             f"points), {cfg.data.test_clips} clips each; chance {100 / num_classes:.1f} %; "
-             + (f"mean ± std over {seeds} seeds." if seeds > 1 else "one seed.")]
+        table += [
+            "",
+            "| frozen features, both modalities | kNN top-1 | retrieval R@1 | retrieval R@5 |",
+            "|---|---|---|---|",
+        ]
+        table += [
+            f"| {row} | {r['knn']:.1f} | {r['retrieval_top1']:.1f} | {r['retrieval_top5']:.1f} |"
+            for row, r in neighbours.items()
+        ]
+    notes = [
+        f"Top-1 (%) at video level on {test_videos} test videos (one video = {100 / max(1, test_videos):.1f} "
+        f"points), {cfg.data.test_clips} clips each; chance {100 / num_classes:.1f} %; "
+        + (f"mean ± std over {seeds} seeds." if seeds > 1 else "one seed.")
+    ]
     if supervised:
-        notes.append(f"Supervised R+A with its own classifier (fine-tuned end to end): "
-                     f"{_cell([t['top1'] for t in supervised_test])} %.")
+        notes.append(
+            f"Supervised R+A with its own classifier (fine-tuned end to end): "
+            f"{_cell([t['top1'] for t in supervised_test])} %."
+        )
     if paper:
         notes.append(f"AVCL paper-literal: {paper_source}.")
     for row, reasons in diverged.items():
         notes.append(f"{row}: pretraining stopped, {reasons[0]}")
     summary = {
-        "results": {row: [{m: {"top1": p[m]["top1"], "top5": p[m]["top5"], "weight_decay": p[m]["weight_decay"],
-                                "block_scale": p[m]["block_scale"]} for m in MODALITIES} for p in probes[row]]
-                    for row in rows},
+        "results": {
+            row: [
+                {
+                    m: {
+                        "top1": p[m]["top1"],
+                        "top5": p[m]["top5"],
+                        "weight_decay": p[m]["weight_decay"],
+                        "block_scale": p[m]["block_scale"],
+                    }
+                    for m in MODALITIES
+                }
+                for p in probes[row]
+            ]
+            for row in rows
+        },
         "neighbours": neighbours,
         "supervised_finetuned": [{"top1": t["top1"], "top5": t["top5"]} for t in supervised_test],
         "diverged": diverged,

@@ -4,6 +4,7 @@ Every helper is the identity (or the single-process answer) when no process grou
 so the same code runs in one process and under ``torchrun``. All ranks must pass tensors of the same
 shape (equal per-rank batches, as ``DistributedSampler`` with ``drop_last`` gives).
 """
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,6 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 from torch import Tensor
-
 
 
 def _autograd_collective(fn, x: Tensor):

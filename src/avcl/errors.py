@@ -1,4 +1,5 @@
 """Errors that are the user's to fix: the command line prints them as one line, without a traceback."""
+
 from __future__ import annotations
 
 

@@ -9,6 +9,7 @@ features have to beat. Results are cached per row and seed (``result.json``), so
 resumes where it stopped. The outputs are a Markdown table (mean and standard deviation over seeds,
 beside the paper's number on Kinetics-Sounds 32) and a bar chart PNG per protocol.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,11 +35,21 @@ class Row:
 RANDOM_INIT = Row("random init", random=True, note="untrained encoders")
 PROBE_MODALITIES = ("video", "audio", "both")
 # protocol -> the result keys (table columns) it fills
-COLUMNS = {"linear": tuple(f"linear_{m}" for m in PROBE_MODALITIES), "finetune": ("finetune",),
-           "knn": ("knn",), "retrieval": ("retrieval_top1", "retrieval_top5")}
-HEADERS = {"linear_video": "linear video (%)", "linear_audio": "linear audio (%)",
-           "linear_both": "linear both (%)", "finetune": "finetune top-1 (%)", "knn": "kNN both (%)",
-           "retrieval_top1": "retrieval R@1 (%)", "retrieval_top5": "retrieval R@5 (%)"}
+COLUMNS = {
+    "linear": tuple(f"linear_{m}" for m in PROBE_MODALITIES),
+    "finetune": ("finetune",),
+    "knn": ("knn",),
+    "retrieval": ("retrieval_top1", "retrieval_top5"),
+}
+HEADERS = {
+    "linear_video": "linear video (%)",
+    "linear_audio": "linear audio (%)",
+    "linear_both": "linear both (%)",
+    "finetune": "finetune top-1 (%)",
+    "knn": "kNN both (%)",
+    "retrieval_top1": "retrieval R@1 (%)",
+    "retrieval_top5": "retrieval R@5 (%)",
+}
 PROTOCOLS = tuple(COLUMNS)
 
 
@@ -53,45 +64,82 @@ TABLE4 = [
     Row("SimSiam", ("method.name=simsiam",), paper=72.9),
     Row("Barlow Twins", ("method.name=barlow",), paper=69.6),
     Row("AVCL", ("method.name=avcl",), paper=75.6, note="avcl's default: losses on projector outputs"),
-    Row("AVCL (paper literal)", ("method.name=avcl", *(f"{k}={v}" for k, v in PAPER_LITERAL.items())),
-        paper=75.6, note="the text to the letter: configs/avcl_paper_*.yaml"),
+    Row(
+        "AVCL (paper literal)",
+        ("method.name=avcl", *(f"{k}={v}" for k, v in PAPER_LITERAL.items())),
+        paper=75.6,
+        note="the text to the letter: configs/avcl_paper_*.yaml",
+    ),
 ]
 METHOD_ROWS = {
-    "baseline-r": 0, "baseline-a": 1, "baseline-r+a": 2, "iic": 3, "simclr": 4, "moco": 5, "byol": 6,
-    "simsiam": 7, "barlow": 8, "avcl": 9, "avcl-paper": 10,
+    "baseline-r": 0,
+    "baseline-a": 1,
+    "baseline-r+a": 2,
+    "iic": 3,
+    "simclr": 4,
+    "moco": 5,
+    "byol": 6,
+    "simsiam": 7,
+    "barlow": 8,
+    "avcl": 9,
+    "avcl-paper": 10,
 }
 
 # Rows beyond the paper's Table 4, chosen by name (``--methods avcl,tcgl``); ``all`` stays the paper's table.
 EXTRA_ROWS = {
-    "tcgl": Row("TCGL (video only)", ("method.name=tcgl", "eval.modality=video", "data.stkd=true"),
-                note="video features only, STKD at evaluation; the TCGL papers report no Kinetics-Sounds number"),
+    "tcgl": Row(
+        "TCGL (video only)",
+        ("method.name=tcgl", "eval.modality=video", "data.stkd=true"),
+        note="video features only, STKD at evaluation; the TCGL papers report no Kinetics-Sounds number",
+    ),
 }
 
 TABLES: dict[str, tuple[str, list[Row]]] = {
-    "table1": ("Table 1: sampling of the two modalities and the number of models", [
-        Row("RGB 1 frame, 1.2 s audio, 2 models", ("data.clip_len=1", "data.audio_window=1.2"), paper=67.9),
-        Row("RGB clip, 1.2 s audio, 2 models", ("data.audio_window=1.2",), paper=72.1),
-        Row("RGB clip, whole audio, 2 models", (), paper=75.6),
-        Row("RGB clip, whole audio, 1 shared model", ("model.shared=true",), paper=60.5,
-            note="for C3D also set model.c3d_audio=tile"),
-    ]),
-    "table2": ("Table 2: the layer CGRA aligns", [
-        Row("no CGRA", ("method.cgra=false",), paper=72.5),
-        Row("CGRA at conv3", ("method.cgra_layer=conv3",), paper=68.5),
-        Row("CGRA at conv4", ("method.cgra_layer=conv4",), paper=69.3),
-        Row("CGRA at conv5", ("method.cgra_layer=conv5",), paper=70.9),
-        Row("CGRA at pool-final", ("method.cgra_layer=pool",), paper=75.6),
-        Row("CGRA at conv5+pool", ("method.cgra_layer=conv5+pool",), paper=70.4),
-    ]),
-    "table3": ("Table 3: SelfCL, the loss weights and AMFM", [
-        Row("no SelfCL (1.0 / 0.0)", ("method.selfcl=false", "method.lambda_cor=1.0", "method.lambda_self=0.0"), paper=73.5),
-        Row("0.1 / 0.9", ("method.lambda_cor=0.1", "method.lambda_self=0.9"), paper=72.0),
-        Row("0.3 / 0.7", ("method.lambda_cor=0.3", "method.lambda_self=0.7"), paper=72.2),
-        Row("0.5 / 0.5", ("method.lambda_cor=0.5", "method.lambda_self=0.5"), paper=74.1),
-        Row("0.7 / 0.3", ("method.lambda_cor=0.7", "method.lambda_self=0.3"), paper=73.7),
-        Row("0.9 / 0.1", ("method.lambda_cor=0.9", "method.lambda_self=0.1"), paper=75.6),
-        Row("0.9 / 0.1, no AMFM", ("method.lambda_cor=0.9", "method.lambda_self=0.1", "method.amfm=false"), paper=73.5),
-    ]),
+    "table1": (
+        "Table 1: sampling of the two modalities and the number of models",
+        [
+            Row("RGB 1 frame, 1.2 s audio, 2 models", ("data.clip_len=1", "data.audio_window=1.2"), paper=67.9),
+            Row("RGB clip, 1.2 s audio, 2 models", ("data.audio_window=1.2",), paper=72.1),
+            Row("RGB clip, whole audio, 2 models", (), paper=75.6),
+            Row(
+                "RGB clip, whole audio, 1 shared model",
+                ("model.shared=true",),
+                paper=60.5,
+                note="for C3D also set model.c3d_audio=tile",
+            ),
+        ],
+    ),
+    "table2": (
+        "Table 2: the layer CGRA aligns",
+        [
+            Row("no CGRA", ("method.cgra=false",), paper=72.5),
+            Row("CGRA at conv3", ("method.cgra_layer=conv3",), paper=68.5),
+            Row("CGRA at conv4", ("method.cgra_layer=conv4",), paper=69.3),
+            Row("CGRA at conv5", ("method.cgra_layer=conv5",), paper=70.9),
+            Row("CGRA at pool-final", ("method.cgra_layer=pool",), paper=75.6),
+            Row("CGRA at conv5+pool", ("method.cgra_layer=conv5+pool",), paper=70.4),
+        ],
+    ),
+    "table3": (
+        "Table 3: SelfCL, the loss weights and AMFM",
+        [
+            Row(
+                "no SelfCL (1.0 / 0.0)",
+                ("method.selfcl=false", "method.lambda_cor=1.0", "method.lambda_self=0.0"),
+                paper=73.5,
+            ),
+            Row("0.1 / 0.9", ("method.lambda_cor=0.1", "method.lambda_self=0.9"), paper=72.0),
+            Row("0.3 / 0.7", ("method.lambda_cor=0.3", "method.lambda_self=0.7"), paper=72.2),
+            Row("0.5 / 0.5", ("method.lambda_cor=0.5", "method.lambda_self=0.5"), paper=74.1),
+            Row("0.7 / 0.3", ("method.lambda_cor=0.7", "method.lambda_self=0.3"), paper=73.7),
+            Row("0.9 / 0.1", ("method.lambda_cor=0.9", "method.lambda_self=0.1"), paper=75.6),
+            Row(
+                "0.9 / 0.1, no AMFM",
+                ("method.lambda_cor=0.9", "method.lambda_self=0.1", "method.amfm=false"),
+                paper=73.5,
+            ),
+        ],
+    ),
 }
 
 
@@ -102,7 +150,9 @@ def table4_rows(methods: str) -> list[Row]:
     names = [m.strip().lower() for m in methods.split(",") if m.strip()]
     unknown = [m for m in names if m not in METHOD_ROWS and m not in EXTRA_ROWS]
     if unknown:
-        raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from all, {', '.join([*METHOD_ROWS, *EXTRA_ROWS])}")
+        raise UserError(
+            f"unknown method(s) {', '.join(unknown)}; choose from all, {', '.join([*METHOD_ROWS, *EXTRA_ROWS])}"
+        )
     return [EXTRA_ROWS[m] if m in EXTRA_ROWS else TABLE4[METHOD_ROWS[m]] for m in names]
 
 
@@ -137,8 +187,9 @@ def neighbour_metrics(method, cfg: Config, tsne: Path | None = None, title: str 
     from avcl.evaluation.features import embed_videos, tsne_plot
     from avcl.evaluation.neighbours import knn_accuracy, retrieval_topk
 
-    feats = embed_videos(method, copy.deepcopy(cfg), cfg.data.root, modality="both", layer="pool",
-                         progress=cfg.train.progress)
+    feats = embed_videos(
+        method, copy.deepcopy(cfg), cfg.data.root, modality="both", layer="pool", progress=cfg.train.progress
+    )
     if tsne is not None and len(feats.rows(cfg.data.test_split)) >= 5:  # too few to draw otherwise
         tsne_plot(feats, cfg.data.test_split, tsne, title=f"t-SNE, {title}: test videos, both modalities")
     train, train_y = feats.split(cfg.data.train_split)
@@ -229,15 +280,26 @@ def format_markdown(result: TableResult, protocols: tuple[str, ...]) -> str:
         paper = f"{row.paper:.1f}" if row.paper is not None else "-"
         name = row.name + (f" ({row.note})" if row.note else "")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {seeds} | {paper} |")
-    lines += ["", "Mean ± standard deviation over seeds, top-1 at video level. Linear: a regularised linear "
-              "probe on frozen features of the video encoder, the audio encoder, and both (AVCL: AMFM-fused). "
-              "Random init: the same encoders untrained; fine-tuned from there they are the supervised "
-              "baseline, hence n/a."]
+    lines += [
+        "",
+        "Mean ± standard deviation over seeds, top-1 at video level. Linear: a regularised linear "
+        "probe on frozen features of the video encoder, the audio encoder, and both (AVCL: AMFM-fused). "
+        "Random init: the same encoders untrained; fine-tuned from there they are the supervised "
+        "baseline, hence n/a.",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def run_table(base: Config, title: str, rows: list[Row], out: str | Path, seeds: int,
-              protocols: tuple[str, ...], name: str, random_row: bool = True) -> TableResult:
+def run_table(
+    base: Config,
+    title: str,
+    rows: list[Row],
+    out: str | Path,
+    seeds: int,
+    protocols: tuple[str, ...],
+    name: str,
+    random_row: bool = True,
+) -> TableResult:
     from avcl.evaluation.plots import plot_bars, plot_grouped_bars
 
     out = Path(out)
@@ -255,21 +317,35 @@ def run_table(base: Config, title: str, rows: list[Row], out: str | Path, seeds:
             done += 1
             print(f"[{done}/{total}] {row.name}, seed {seed}")
             result.runs.setdefault(row.name, []).append(
-                run_row(base, row, seed, out / _slug(row.name) / f"seed{seed}", protocols))
+                run_row(base, row, seed, out / _slug(row.name) / f"seed{seed}", protocols)
+            )
     markdown = format_markdown(result, protocols)
     (out / f"{name}.md").write_text(markdown)
-    (out / f"{name}.json").write_text(json.dumps({"title": title, "protocols": protocols, "runs": result.runs,
-                                                  "paper": {r.name: r.paper for r in rows}}, indent=2))
+    (out / f"{name}.json").write_text(
+        json.dumps(
+            {"title": title, "protocols": protocols, "runs": result.runs, "paper": {r.name: r.paper for r in rows}},
+            indent=2,
+        )
+    )
     if "linear" in protocols:
         series = {c.split("_", 1)[1]: result.summary(c) for c in COLUMNS["linear"]}
         names = [n for n, m, _, _ in series["both"] if m is not None]
         if names:
-            plot_grouped_bars(names, {k: [(m, s) for n, m, s, _ in v if n in names] for k, v in series.items()},
-                              out / f"{name}_linear.png", title=f"{title} (linear probe, {seeds} seed(s))")
+            plot_grouped_bars(
+                names,
+                {k: [(m, s) for n, m, s, _ in v if n in names] for k, v in series.items()},
+                out / f"{name}_linear.png",
+                title=f"{title} (linear probe, {seeds} seed(s))",
+            )
     if "finetune" in protocols:
         summary = [(n, m, s) for n, m, s, _ in result.summary("finetune") if m is not None]
         if summary:
-            plot_bars([n for n, _, _ in summary], [m for _, m, _ in summary], [s for _, _, s in summary],
-                      out / f"{name}_finetune.png", title=f"{title} (finetune, {seeds} seed(s))")
+            plot_bars(
+                [n for n, _, _ in summary],
+                [m for _, m, _ in summary],
+                [s for _, _, s in summary],
+                out / f"{name}_finetune.png",
+                title=f"{title} (finetune, {seeds} seed(s))",
+            )
     print(markdown)
     return result

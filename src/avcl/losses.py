@@ -16,6 +16,7 @@ loss, which DDP's gradient averaging divides out.
 The losses run in float32 with autocast disabled: similarities divided by a temperature and
 cross-correlations summed over the batch lose too much in bf16/fp16.
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,8 +43,9 @@ def info_nce_cross_modal(v: Tensor, a: Tensor, temperature: float = 0.5, gather:
     return info_nce_cross_modal_extra(v, a, None, temperature=temperature, gather=gather)
 
 
-def info_nce_cross_modal_extra(v: Tensor, a: Tensor, extra_negatives: Tensor | None, temperature: float = 0.5,
-                               gather: bool = True) -> Tensor:
+def info_nce_cross_modal_extra(
+    v: Tensor, a: Tensor, extra_negatives: Tensor | None, temperature: float = 0.5, gather: bool = True
+) -> Tensor:
     """:func:`info_nce_cross_modal` with negatives of each anchor's own (IIC's intra-video negatives).
 
     ``extra_negatives``: ``(B, K, D)`` (or ``(B, D)`` for K = 1); row i holds K embeddings that join
@@ -57,8 +59,10 @@ def info_nce_cross_modal_extra(v: Tensor, a: Tensor, extra_negatives: Tensor | N
         if extra_negatives is not None:
             extra = extra_negatives if extra_negatives.dim() == 3 else extra_negatives.unsqueeze(1)
             if extra.shape[0] != v.shape[0] or extra.shape[2] != v.shape[1]:
-                raise ValueError(f"extra negatives of shape {tuple(extra_negatives.shape)} do not fit "
-                                 f"embeddings of shape {tuple(v.shape)}; expected (B, K, D) or (B, D)")
+                raise ValueError(
+                    f"extra negatives of shape {tuple(extra_negatives.shape)} do not fit "
+                    f"embeddings of shape {tuple(v.shape)}; expected (B, K, D) or (B, D)"
+                )
             extra = F.normalize(extra.float(), dim=2)
         if gather:
             v_all, a_all, offset = gather_with_grad(v), gather_with_grad(a), rank() * v.shape[0]
@@ -78,8 +82,9 @@ def info_nce_cross_modal_extra(v: Tensor, a: Tensor, extra_negatives: Tensor | N
         return one_direction(v, a_all, v_all) + one_direction(a, v_all, a_all)
 
 
-def cross_correlation_loss(z1: Tensor, z2: Tensor, lambd: float = 0.005, standardize: bool = True,
-                           eps: float = 1e-5, reduction: str = "sum") -> Tensor:
+def cross_correlation_loss(
+    z1: Tensor, z2: Tensor, lambd: float = 0.005, standardize: bool = True, eps: float = 1e-5, reduction: str = "sum"
+) -> Tensor:
     """CGRA (paper Eq. 5-6), the Barlow Twins loss: ``sum_i (1 - C_ii)^2 + lambd * sum_{i!=j} C_ij^2``.
 
     ``z1``, ``z2``: ``(B, D)``. ``C`` (``D x D``) is the cross-correlation along the global batch of N

@@ -7,6 +7,7 @@ lines when stderr goes to a file or a CI log (no line per update, no carriage re
   the time, the rate and the last postfix (bars made with ``leave=False`` close without a line).
 - ``AVCL_PROGRESS=bar|log|off`` forces one of the three; tqdm missing: the log form.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,17 @@ def _mode() -> str:
         return "log"
 
 
-def progress(iterable=None, *, total: int | None = None, desc: str | None = None, unit: str = "it",
-             disable: bool = False, leave: bool = True, initial: int = 0, **kwargs):
+def progress(
+    iterable=None,
+    *,
+    total: int | None = None,
+    desc: str | None = None,
+    unit: str = "it",
+    disable: bool = False,
+    leave: bool = True,
+    initial: int = 0,
+    **kwargs,
+):
     """A progress bar with tqdm's interface (iterate it, or ``update``, ``set_postfix``, ``close``, ``with``)."""
     mode = "off" if disable else _mode()
     if mode == "bar":
@@ -57,8 +67,19 @@ def write(message: str) -> None:
 class LogBar:
     """The log form of a bar: the tqdm calls avcl makes, printing a few plain lines to stderr."""
 
-    def __init__(self, iterable=None, *, total=None, desc=None, unit="it", leave=True, initial=0, quiet=False,
-                 interval: float | None = None, file=None) -> None:
+    def __init__(
+        self,
+        iterable=None,
+        *,
+        total=None,
+        desc=None,
+        unit="it",
+        leave=True,
+        initial=0,
+        quiet=False,
+        interval: float | None = None,
+        file=None,
+    ) -> None:
         self.iterable = iterable
         self.total = total if total is not None or iterable is None else _len(iterable)
         self.desc, self.unit, self.leave, self.quiet = desc or "", unit, leave, quiet
@@ -125,8 +146,11 @@ class LogBar:
         head = f"{self.desc}: " if self.desc else ""
         tail = f", {self.postfix}" if self.postfix else ""
         state = "done" if done else "at"
-        print(f"{head}{state} {count} {self.unit} in {elapsed:.0f} s ({rate:.3g} {self.unit}/s){tail}",
-              file=self.file or sys.stderr, flush=True)
+        print(
+            f"{head}{state} {count} {self.unit} in {elapsed:.0f} s ({rate:.3g} {self.unit}/s){tail}",
+            file=self.file or sys.stderr,
+            flush=True,
+        )
 
 
 def _len(iterable) -> int | None:

@@ -13,8 +13,10 @@ and in the worker module (run as ``python -m``, with ``tests/`` on the path)::
     save_result(rank, {"loss": loss.detach(), ...})
 
 Worker options must not be prefixes of torchrun's own (argparse would read ``--n`` as ``--nnodes``):
-use long names such as ``--samples-per-rank``. The worker sees ``CUDA_VISIBLE_DEVICES=""`` (so ``setup()`` picks gloo) and ``OMP_NUM_THREADS=1``.
+use long names such as ``--samples-per-rank``. The worker sees ``CUDA_VISIBLE_DEVICES=""`` (so ``setup()``
+picks gloo) and ``OMP_NUM_THREADS=1``.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +52,17 @@ def run_ddp(module: str, *args: str, nproc: int = 2, timeout: float = 120.0) -> 
     with tempfile.TemporaryDirectory(prefix="avcl-ddp-") as out:
         env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", **{RESULT_DIR_ENV: out})
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), env.get("PYTHONPATH", "")) if p)
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-               "--master_addr=127.0.0.1", f"--master_port={free_port()}", "-m", module, *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={nproc}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={free_port()}",
+            "-m",
+            module,
+            *args,
+        ]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} exited with {proc.returncode}\n{proc.stdout}\n{proc.stderr}")

@@ -3,6 +3,7 @@
 The cases (``CASES``) and the step (``run_case``) are shared with ``tests/test_distributed.py``, which
 runs the same step in one process on all 2N rows as the reference.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,9 @@ def global_batch(case: str, n_global: int) -> tuple[Tensor, Tensor, dict[str, Te
     return x_v, x_a, weights
 
 
-def run_case(case: str, n_global: int, rows: slice, wrap: Callable[[nn.Module], nn.Module] = lambda m: m) -> dict[str, Tensor]:
+def run_case(
+    case: str, n_global: int, rows: slice, wrap: Callable[[nn.Module], nn.Module] = lambda m: m
+) -> dict[str, Tensor]:
     """One forward/backward on ``rows`` of the global batch; the loss and every gradient."""
     x_v, x_a, weights = global_batch(case, n_global)
     model = Embedder()
@@ -73,10 +76,13 @@ def collectives(rank: int, world: int) -> dict[str, Tensor]:
     reduced = distributed.all_reduce_with_grad(y)
     (reduced * (rank + 1)).sum().backward()
     return {
-        "rank": torch.tensor(distributed.rank()), "world": torch.tensor(distributed.world_size()),
+        "rank": torch.tensor(distributed.rank()),
+        "world": torch.tensor(distributed.world_size()),
         "is_main": torch.tensor(distributed.is_main()),
-        "gathered": gathered.detach(), "gather_grad": x.grad,
-        "reduced": reduced.detach(), "reduce_grad": y.grad,
+        "gathered": gathered.detach(),
+        "gather_grad": x.grad,
+        "reduced": reduced.detach(),
+        "reduce_grad": y.grad,
         "gather_no_grad": distributed.gather_no_grad(torch.arange(3.0) + 10 * rank),
     }
 

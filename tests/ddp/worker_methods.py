@@ -10,6 +10,7 @@ their papers). The equivalence runs therefore put every BatchNorm layer in eval 
 statistics, which stay fixed); everything else (negatives, cross-correlations, queues, momentum
 encoders, intra negatives) runs as in training.
 """
+
 from __future__ import annotations
 
 import argparse

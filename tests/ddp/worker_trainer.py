@@ -7,6 +7,7 @@ over the window's steps and over both ranks.
 Run 2 (``nan``): only rank 1's loss turns NaN at step ``--nan-step``; both ranks must stop together
 naming that step, with the weights of before it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,6 +15,7 @@ import copy
 from pathlib import Path
 
 import torch
+from conftest import TINY
 
 from avcl import distributed
 from avcl.config import load_config
@@ -21,7 +23,6 @@ from avcl.engine.logger import read_log
 from avcl.engine.setup import open_cache, place_method, split_dataset, split_loader
 from avcl.engine.trainer import Trainer, TrainingDiverged, make_optimizer, make_schedule, seed_everything
 from avcl.methods.avcl import AVCL
-from conftest import TINY
 from ddp.harness import save_result
 
 
@@ -48,11 +49,26 @@ def train(cfg, out: Path, nan_at: int = 0) -> tuple[RecordingAVCL, Trainer]:
     device = torch.device("cpu")
     cache = open_cache(cfg)
     method = place_method(cfg, RecordingAVCL(cfg, nan_at), device)
-    loader = split_loader(cfg, split_dataset(cfg, cache, "train", "train"), batch_size=cfg.train.batch_size,
-                          shuffle=True, device=device, distributed=True, drop_last=True)
+    loader = split_loader(
+        cfg,
+        split_dataset(cfg, cache, "train", "train"),
+        batch_size=cfg.train.batch_size,
+        shuffle=True,
+        device=device,
+        distributed=True,
+        drop_last=True,
+    )
     optimizer = make_optimizer(method.parameters(), "sgd", 0.01, 0.9, 5e-4)
-    trainer = Trainer(cfg, method, loader, out=out, epochs=cfg.train.epochs, optimizer=optimizer, device=device,
-                      scheduler_factory=lambda o, s: make_schedule(o, "constant", cfg.train.epochs, s))
+    trainer = Trainer(
+        cfg,
+        method,
+        loader,
+        out=out,
+        epochs=cfg.train.epochs,
+        optimizer=optimizer,
+        device=device,
+        scheduler_factory=lambda o, s: make_schedule(o, "constant", cfg.train.epochs, s),
+    )
     return method, trainer
 
 

@@ -6,6 +6,7 @@ they are the matrix multiplications and convolutions that training actually exec
 AMFM, the CGRA and SelfCL losses); element-wise work (BatchNorm, ReLU, the optimiser) is not counted,
 as is usual for MFU.
 """
+
 from __future__ import annotations
 
 import re
@@ -60,7 +61,11 @@ def device_peak(device: torch.device, override_tflops: float | None = None) -> d
         return {"device_name": name, "peak_tflops": float(override_tflops), "peak_source": "given (--peak-tflops)"}
     known = cuda_peak_tflops(name) if device.type == "cuda" else None
     if known is None:
-        return {"device_name": name, "peak_tflops": None, "peak_source": "unknown" if device.type == "cuda" else "n/a (CPU)"}
+        return {
+            "device_name": name,
+            "peak_tflops": None,
+            "peak_source": "unknown" if device.type == "cuda" else "n/a (CPU)",
+        }
     entry, tflops = known
     return {"device_name": name, "peak_tflops": tflops, "peak_source": f"dense bf16 of the {entry} data sheet"}
 

@@ -8,6 +8,7 @@ is stored the way it is.
   qualities through three decoders, short-GOP H.264) on given videos: bytes per 10 s of video, clips
   per second decoded, and samples per second with the same augmentation.
 """
+
 from __future__ import annotations
 
 import gc
@@ -41,8 +42,13 @@ def machine() -> dict:
     except OSError:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_1min": load, "python": platform.python_version(),
-            "torch": torch.__version__}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_1min": load,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
 
 
 def _cpu_seconds() -> float:
@@ -51,8 +57,9 @@ def _cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
-def loader_rate(dataset, data_cfg: DataConfig, batch_size: int, seconds: float, warmup_batches: int = 2
-                ) -> tuple[float, float, float]:
+def loader_rate(
+    dataset, data_cfg: DataConfig, batch_size: int, seconds: float, warmup_batches: int = 2
+) -> tuple[float, float, float]:
     """``(samples per second, samples per CPU-second, main-process CPU milliseconds per batch)`` drawn
     through ``build_loader`` for about ``seconds`` after ``warmup_batches`` (not counted in the first and
     third numbers); epochs follow each other.
@@ -93,10 +100,17 @@ def loader_rate(dataset, data_cfg: DataConfig, batch_size: int, seconds: float, 
     return samples / wall, total / (_cpu_seconds() - cpu0), main_ms
 
 
-def run_loader_bench(cache: str | os.PathLike | PreparedCache, *, workers: Sequence[int] = (0, 1, 2),
-                     batch_size: int = 16, seconds: float = 10.0, source_seconds: float | None = None,
-                     split: str | None = "train", out: str | os.PathLike | None = None,
-                     progress: bool = True) -> dict:
+def run_loader_bench(
+    cache: str | os.PathLike | PreparedCache,
+    *,
+    workers: Sequence[int] = (0, 1, 2),
+    batch_size: int = 16,
+    seconds: float = 10.0,
+    source_seconds: float | None = None,
+    split: str | None = "train",
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
     """Training samples/s from the cache and from the source videos, per number of loader workers.
 
     The samples are the default training samples (``DataConfig()``: 16 frames cropped to 112x112,
@@ -130,10 +144,16 @@ def _loader_bench(cache, workers, batch_size, seconds, source_seconds, split, ou
         "videos": len(rows),
         "split": split,
         "frame_size": [height, width],
-        "sample": {"clip": [base.clip_len, base.crop_size, base.crop_size], "audio": [base.audio_crop, base.audio_crop],
-                   "audio_window": base.audio_window, "audio_size": base.audio_size},
+        "sample": {
+            "clip": [base.clip_len, base.crop_size, base.crop_size],
+            "audio": [base.audio_crop, base.audio_crop],
+            "audio_window": base.audio_window,
+            "audio_size": base.audio_size,
+        },
         "batch_size": batch_size,
-        "cache_bytes_per_second_of_video": round(cache.meta["counts"]["bytes"] / max(cache.meta["counts"]["seconds"], 1e-9)),
+        "cache_bytes_per_second_of_video": round(
+            cache.meta["counts"]["bytes"] / max(cache.meta["counts"]["seconds"], 1e-9)
+        ),
         "cache_mb_per_10s": round(cache.meta["bytes_per_10s"] / 1e6, 3) if cache.meta["bytes_per_10s"] else None,
         "rates": [],
     }
@@ -141,29 +161,47 @@ def _loader_bench(cache, workers, batch_size, seconds, source_seconds, split, ou
         cfg = replace(base, num_workers=w)
         datasets = [("cache", PreparedDataset(cache, split, cfg), seconds, 2)]
         if not missing and source_seconds > 0:
-            source = SourceDataset(items, cache.classes, cfg, size=(height, width),
-                                   audio_stats=(cache.audio_mean, cache.audio_std))
+            source = SourceDataset(
+                items, cache.classes, cfg, size=(height, width), audio_stats=(cache.audio_mean, cache.audio_std)
+            )
             datasets.append(("source", source, source_seconds, 1))
         for name, dataset, duration, warmup in datasets:
             rate, per_cpu, main_ms = loader_rate(dataset, cfg, batch_size, duration, warmup)
-            results["rates"].append({"from": name, "workers": w, "samples_per_s": round(rate, 1),
-                                     "samples_per_cpu_s": round(per_cpu, 1),
-                                     "main_cpu_ms_per_batch": round(main_ms, 2)})
+            results["rates"].append(
+                {
+                    "from": name,
+                    "workers": w,
+                    "samples_per_s": round(rate, 1),
+                    "samples_per_cpu_s": round(per_cpu, 1),
+                    "main_cpu_ms_per_batch": round(main_ms, 2),
+                }
+            )
             if progress:
-                print(f"  {name:6s} {w} workers: {rate:8.1f} samples/s, {per_cpu:8.1f} per CPU-second, "
-                      f"main process {main_ms:.2f} ms CPU per batch", flush=True)
+                print(
+                    f"  {name:6s} {w} workers: {rate:8.1f} samples/s, {per_cpu:8.1f} per CPU-second, "
+                    f"main process {main_ms:.2f} ms CPU per batch",
+                    flush=True,
+                )
     if missing:
         results["source_missing"] = f"{len(missing)} source videos are gone (e.g. {missing[0]}): no source rates"
     by = {(r["from"], r["workers"]): r for r in results["rates"]}
     if ("cache", 0) in by:  # what workers keep of the in-process work per CPU-second (target: 90 % or more)
         base = by[("cache", 0)]["samples_per_cpu_s"]
-        results["workers_vs_in_process"] = {str(w): round(by[("cache", w)]["samples_per_cpu_s"] / base, 3)
-                                            for w in workers if w > 0 and ("cache", w) in by}
-    results["speedup"] = {str(w): round(by[("cache", w)]["samples_per_s"] / by[("source", w)]["samples_per_s"], 1)
-                          for w in workers if ("source", w) in by}
+        results["workers_vs_in_process"] = {
+            str(w): round(by[("cache", w)]["samples_per_cpu_s"] / base, 3)
+            for w in workers
+            if w > 0 and ("cache", w) in by
+        }
+    results["speedup"] = {
+        str(w): round(by[("cache", w)]["samples_per_s"] / by[("source", w)]["samples_per_s"], 1)
+        for w in workers
+        if ("source", w) in by
+    }
     results["speedup_per_cpu"] = {
         str(w): round(by[("cache", w)]["samples_per_cpu_s"] / by[("source", w)]["samples_per_cpu_s"], 1)
-        for w in workers if ("source", w) in by}
+        for w in workers
+        if ("source", w) in by
+    }
     results["machine"]["load_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
@@ -174,26 +212,35 @@ def _loader_bench(cache, workers, batch_size, seconds, source_seconds, split, ou
 def format_loader_table(results: dict) -> str:
     by = {(r["from"], r["workers"]): r for r in results["rates"]}
     workers = sorted({r["workers"] for r in results["rates"]})
-    lines = ["| loader workers | cache: samples/s | cache: per CPU-second | vs in-process | main CPU ms/batch "
-             "| source: samples/s | source: per CPU-second | speed-up (wall / CPU) |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| loader workers | cache: samples/s | cache: per CPU-second | vs in-process | main CPU ms/batch "
+        "| source: samples/s | source: per CPU-second | speed-up (wall / CPU) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     ratio = results.get("workers_vs_in_process", {})
     for w in workers:
         cache, source = by[("cache", w)], by.get(("source", w))
         vs = f"{100 * ratio[str(w)]:.0f}%" if str(w) in ratio else "-"
         main = cache.get("main_cpu_ms_per_batch")
-        head = (f"| {w} | {cache['samples_per_s']:.0f} | {cache['samples_per_cpu_s']:.0f} | {vs} | "
-                f"{'-' if main is None else f'{main:.2f}'} |")
+        head = (
+            f"| {w} | {cache['samples_per_s']:.0f} | {cache['samples_per_cpu_s']:.0f} | {vs} | "
+            f"{'-' if main is None else f'{main:.2f}'} |"
+        )
         if source is None:
             lines.append(f"{head} - | - | - |")
             continue
-        lines.append(f"{head} "
-                     f"{source['samples_per_s']:.1f} | {source['samples_per_cpu_s']:.1f} | "
-                     f"{results['speedup'][str(w)]:.0f}x / {results['speedup_per_cpu'][str(w)]:.0f}x |")
-    lines.append(f"\ncache: {results['cache_mb_per_10s']} MB per 10 s of video "
-                 f"({results['cache_bytes_per_second_of_video']} bytes/s), {results['videos']} videos, "
-                 f"frames {results['frame_size'][0]}x{results['frame_size'][1]}, batch {results['batch_size']}; "
-                 f"{results['machine']['cores']} cores, load average {results['machine']['load_1min']:.1f} before and "
-                 f"{results['machine']['load_1min_after']:.1f} after")
+        lines.append(
+            f"{head} "
+            f"{source['samples_per_s']:.1f} | {source['samples_per_cpu_s']:.1f} | "
+            f"{results['speedup'][str(w)]:.0f}x / {results['speedup_per_cpu'][str(w)]:.0f}x |"
+        )
+    lines.append(
+        f"\ncache: {results['cache_mb_per_10s']} MB per 10 s of video "
+        f"({results['cache_bytes_per_second_of_video']} bytes/s), {results['videos']} videos, "
+        f"frames {results['frame_size'][0]}x{results['frame_size'][1]}, batch {results['batch_size']}; "
+        f"{results['machine']['cores']} cores, load average {results['machine']['load_1min']:.1f} before and "
+        f"{results['machine']['load_1min_after']:.1f} after"
+    )
     return "\n".join(lines)
 
 
@@ -210,8 +257,14 @@ def _encode_mp4(frames: np.ndarray, fps: float, gop: int, crf: int) -> bytes:
     with av.open(buffer, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=round(fps))
         stream.width, stream.height, stream.pix_fmt = width + pad_w, height + pad_h, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop), "keyint_min": str(gop),
-                          "sc_threshold": "0", "bf": "0"}
+        stream.options = {
+            "crf": str(crf),
+            "preset": "veryfast",
+            "g": str(gop),
+            "keyint_min": str(gop),
+            "sc_threshold": "0",
+            "bf": "0",
+        }
         for frame in frames:
             frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
@@ -236,9 +289,16 @@ def _decode_mp4_clip(data: bytes, start: int, count: int, fps: float, height: in
     return np.stack(out)
 
 
-def run_format_bench(videos: Sequence[str | os.PathLike], *, size: tuple[int, int] = (128, 171),
-                     qualities: Sequence[int] = (75, 80, 85, 90), clip_len: int = 16, clips: int = 200,
-                     out: str | os.PathLike | None = None, progress: bool = True) -> dict:
+def run_format_bench(
+    videos: Sequence[str | os.PathLike],
+    *,
+    size: tuple[int, int] = (128, 171),
+    qualities: Sequence[int] = (75, 80, 85, 90),
+    clip_len: int = 16,
+    clips: int = 200,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
     """Bytes per 10 s and decoding speed of each candidate cache format on ``videos``.
 
     Every video is decoded once to ``size`` frames and stored in each format in memory. Then ``clips``
@@ -288,35 +348,72 @@ def _format_bench(videos, size, qualities, clip_len, clips, out, progress) -> di
         return len(picks) / best
 
     def measure(name: str, clip_fn: Callable[[int, int], np.ndarray], n_bytes: int) -> dict:
-        picks = [(v, int(rng.integers(0, max(len(decoded[v][0]) - clip_len, 0) + 1)))
-                 for v in rng.integers(0, len(decoded), size=clips)]
-        row = {"format": name, "mb_per_10s": round(n_bytes / seconds * 10 / 1e6, 2),
-               "clips_per_cpu_s": round(best_rate(clip_fn, picks)),
-               "samples_per_cpu_s": round(best_rate(lambda v, s: sample(clip_fn(v, s)), picks))}
+        picks = [
+            (v, int(rng.integers(0, max(len(decoded[v][0]) - clip_len, 0) + 1)))
+            for v in rng.integers(0, len(decoded), size=clips)
+        ]
+        row = {
+            "format": name,
+            "mb_per_10s": round(n_bytes / seconds * 10 / 1e6, 2),
+            "clips_per_cpu_s": round(best_rate(clip_fn, picks)),
+            "samples_per_cpu_s": round(best_rate(lambda v, s: sample(clip_fn(v, s)), picks)),
+        }
         if progress:
-            print(f"  {name}: {row['mb_per_10s']} MB/10 s, {row['clips_per_cpu_s']} clips and "
-                  f"{row['samples_per_cpu_s']} samples per CPU-second", flush=True)
+            print(
+                f"  {name}: {row['mb_per_10s']} MB/10 s, {row['clips_per_cpu_s']} clips and "
+                f"{row['samples_per_cpu_s']} samples per CPU-second",
+                flush=True,
+            )
         return row
 
-    rows = [measure("raw uint8", lambda v, s: decoded[v][0][s:s + clip_len].copy(),
-                    sum(f.nbytes for f, _ in decoded))]
+    rows = [
+        measure("raw uint8", lambda v, s: decoded[v][0][s : s + clip_len].copy(), sum(f.nbytes for f, _ in decoded))
+    ]
     for q in qualities:
         jpegs = [[encode_frame(frame, q) for frame in frames] for frames, _ in decoded]
         n_bytes = sum(len(b) for video in jpegs for b in video)
-        rows.append(measure(f"JPEG q{q}, simplejpeg",
-                            lambda v, s: np.stack([decode_frame(b) for b in jpegs[v][s:s + clip_len]]), n_bytes))
+        rows.append(
+            measure(
+                f"JPEG q{q}, simplejpeg",
+                lambda v, s: np.stack([decode_frame(b) for b in jpegs[v][s : s + clip_len]]),
+                n_bytes,
+            )
+        )
         if q == DEFAULT_QUALITY:  # the other decoders at the cache's quality
             tensors = [[torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in video] for video in jpegs]
-            rows.append(measure(f"JPEG q{q}, torchvision decode_jpeg", lambda v, s: torch.stack(
-                decode_jpeg(tensors[v][s:s + clip_len])).permute(0, 2, 3, 1).numpy(), n_bytes))
-            rows.append(measure(f"JPEG q{q}, PIL", lambda v, s: np.stack(
-                [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in jpegs[v][s:s + clip_len]]), n_bytes))
+            rows.append(
+                measure(
+                    f"JPEG q{q}, torchvision decode_jpeg",
+                    lambda v, s: torch.stack(decode_jpeg(tensors[v][s : s + clip_len])).permute(0, 2, 3, 1).numpy(),
+                    n_bytes,
+                )
+            )
+            rows.append(
+                measure(
+                    f"JPEG q{q}, PIL",
+                    lambda v, s: np.stack(
+                        [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in jpegs[v][s : s + clip_len]]
+                    ),
+                    n_bytes,
+                )
+            )
     for gop, crf in ((8, 23), (16, 23), (16, 18)):
         mp4s = [_encode_mp4(frames, fps, gop, crf) for frames, fps in decoded]
-        rows.append(measure(f"H.264 crf {crf}, keyframe every {gop}", lambda v, s: _decode_mp4_clip(
-            mp4s[v], s, clip_len, decoded[v][1], *size), sum(len(m) for m in mp4s)))
-    results = {"machine": machine(), "videos": [str(v) for v in videos], "seconds_of_video": round(seconds, 2),
-               "frame_size": list(size), "clip_len": clip_len, "rows": rows}
+        rows.append(
+            measure(
+                f"H.264 crf {crf}, keyframe every {gop}",
+                lambda v, s: _decode_mp4_clip(mp4s[v], s, clip_len, decoded[v][1], *size),
+                sum(len(m) for m in mp4s),
+            )
+        )
+    results = {
+        "machine": machine(),
+        "videos": [str(v) for v in videos],
+        "seconds_of_video": round(seconds, 2),
+        "frame_size": list(size),
+        "clip_len": clip_len,
+        "rows": rows,
+    }
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "bench_formats.json").write_text(json.dumps(results, indent=1))
@@ -324,9 +421,11 @@ def _format_bench(videos, size, qualities, clip_len, clips, out, progress) -> di
 
 
 def format_formats_table(results: dict) -> str:
-    lines = [f"| format | MB per 10 s | clips per CPU-second ({results['clip_len']} frames, decode only) "
-             f"| samples per CPU-second (augmented, with spectrogram) |",
-             "|---|---|---|---|"]
+    lines = [
+        f"| format | MB per 10 s | clips per CPU-second ({results['clip_len']} frames, decode only) "
+        f"| samples per CPU-second (augmented, with spectrogram) |",
+        "|---|---|---|---|",
+    ]
     for r in results["rows"]:
         lines.append(f"| {r['format']} | {r['mb_per_10s']:.2f} | {r['clips_per_cpu_s']} | {r['samples_per_cpu_s']} |")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ own image without PyAV): ``python -m avcl.bench.random_cache OUT --videos 512``.
 (a coarse random image enlarged, plus a little noise) so that their JPEG size and decoding time are
 those of natural video rather than of white noise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,9 @@ def _frames(rng: np.random.Generator, count: int, size: tuple[int, int]) -> np.n
     """(count, H, W, 3) uint8: a coarse random image enlarged and drifting over the frames, plus noise."""
     height, width = size
     coarse = torch.from_numpy(rng.uniform(0, 255, size=(1, 3, 6, 8)).astype(np.float32))
-    big = torch.nn.functional.interpolate(coarse, size=(height + count, width + count), mode="bilinear",
-                                          align_corners=False)[0]
+    big = torch.nn.functional.interpolate(
+        coarse, size=(height + count, width + count), mode="bilinear", align_corners=False
+    )[0]
     out = np.empty((count, height, width, 3), dtype=np.uint8)
     for k in range(count):  # a slow pan: consecutive frames differ a little, as in video
         frame = big[:, k : k + height, k : k + width].permute(1, 2, 0).numpy()
@@ -46,15 +48,34 @@ def _write_part(args: tuple) -> list[dict]:
         jpegs = [C.encode_frame(f, quality) for f in _frames(rng, frames, size)]
         spectrogram = rng.normal(-40, 12, size=(n_mels, mel_frames)).astype(np.float16)
         location = writer.write_video(jpegs, spectrogram)
-        records.append({"path": f"random/{label}/video{v:05d}.mp4", "label": label, "split": "train",
-                        "num_frames": frames, "fps": fps, "duration": frames / fps, "has_audio": True, **location})
+        records.append(
+            {
+                "path": f"random/{label}/video{v:05d}.mp4",
+                "label": label,
+                "split": "train",
+                "num_frames": frames,
+                "fps": fps,
+                "duration": frames / fps,
+                "has_audio": True,
+                **location,
+            }
+        )
     writer.close()
     return records
 
 
-def write_random_cache(root: str | os.PathLike, *, videos: int = 512, frames: int = 48, size: tuple[int, int] = (128, 171),
-                       classes: int = 8, fps: float = 25.0, quality: int = C.DEFAULT_QUALITY, seed: int = 0,
-                       workers: int | None = None) -> Path:
+def write_random_cache(
+    root: str | os.PathLike,
+    *,
+    videos: int = 512,
+    frames: int = 48,
+    size: tuple[int, int] = (128, 171),
+    classes: int = 8,
+    fps: float = 25.0,
+    quality: int = C.DEFAULT_QUALITY,
+    seed: int = 0,
+    workers: int | None = None,
+) -> Path:
     """Write a finished cache of ``videos`` random videos (``frames`` frames of ``size``, all with audio,
     all in the ``train`` split) under ``root`` (a new or empty folder; an existing finished cache is kept)
     with ``workers`` processes (default: one per core, at most 16); returns its path. The same
@@ -68,15 +89,35 @@ def write_random_cache(root: str | os.PathLike, *, videos: int = 512, frames: in
         return root
     (root / C.SHARDS).mkdir(parents=True, exist_ok=True)
     mel = MelSettings()
-    settings = {"format": C.FORMAT, "version": C.VERSION, "frame_size": [int(size[0]), int(size[1])], "fps": fps,
-                "jpeg_quality": int(quality), "mel": dataclasses.asdict(mel)}
+    settings = {
+        "format": C.FORMAT,
+        "version": C.VERSION,
+        "frame_size": [int(size[0]), int(size[1])],
+        "fps": fps,
+        "jpeg_quality": int(quality),
+        "mel": dataclasses.asdict(mel),
+    }
     C.write_json_atomic(root / C.SETTINGS, settings)
     names = [f"class{c:02d}" for c in range(classes)]
     mel_frames = int(round(frames / fps * mel.sample_rate / mel.hop_length)) + 1
     workers = min(os.cpu_count() or 1, 16) if workers is None else max(workers, 1)
     per = -(-videos // workers)
-    parts = [(str(root), first, min(per, videos - first), frames, tuple(size), names, fps, quality, seed, mel_frames,
-              mel.n_mels) for first in range(0, videos, per)]
+    parts = [
+        (
+            str(root),
+            first,
+            min(per, videos - first),
+            frames,
+            tuple(size),
+            names,
+            fps,
+            quality,
+            seed,
+            mel_frames,
+            mel.n_mels,
+        )
+        for first in range(0, videos, per)
+    ]
     if workers > 1 and len(parts) > 1:
         with multiprocessing.get_context("fork").Pool(len(parts)) as pool:
             results = pool.map(_write_part, parts)
@@ -101,10 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     height, width = (int(x) for x in args.size.lower().split("x"))
     start = time.perf_counter()
-    root = write_random_cache(args.out, videos=args.videos, frames=args.frames, size=(height, width), classes=args.classes,
-                              workers=args.workers)
-    print(f"random cache: {args.videos} videos x {args.frames} frames of {height}x{width} in {root} "
-          f"({time.perf_counter() - start:.1f} s)")
+    root = write_random_cache(
+        args.out,
+        videos=args.videos,
+        frames=args.frames,
+        size=(height, width),
+        classes=args.classes,
+        workers=args.workers,
+    )
+    print(
+        f"random cache: {args.videos} videos x {args.frames} frames of {height}x{width} in {root} "
+        f"({time.perf_counter() - start:.1f} s)"
+    )
     return 0
 
 

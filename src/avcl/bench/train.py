@@ -24,6 +24,7 @@ Presets: on CUDA ``configs/avcl_<backbone>.yaml`` (16x112x112 clips, 112x112 spe
 on the CPU ``configs/demo_cpu.yaml`` (quarter width, 8x56x56) with ``model.backbone`` set, so a CPU
 run takes minutes. ``config`` replaces the preset for every backbone; ``overrides`` apply on top.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -42,8 +43,7 @@ from avcl.data.cache import PreparedCache
 from avcl.data.datasets import PreparedDataset
 from avcl.data.transforms import to_model_input
 from avcl.engine.setup import place_method, split_loader
-from avcl.engine.trainer import (StepGuard, check_amp, make_optimizer, optimisation_step, resolve_device,
-                                 seed_everything)
+from avcl.engine.trainer import StepGuard, check_amp, make_optimizer, optimisation_step, resolve_device, seed_everything
 from avcl.errors import UserError
 from avcl.methods import build_method
 from avcl.methods.base import count_parameters
@@ -53,20 +53,36 @@ BACKBONES = ("r3d", "c3d", "r21d")
 # (measured steps, warm-up steps) per backbone when not given: a GPU step is tens of milliseconds, a
 # CPU step of the demo preset at batch 64 about a second or two.
 DEFAULT_STEPS = {"cuda": (30, 10), "cpu": (4, 1)}
-SWITCHES = ("train.amp", "train.channels_last", "train.compile", "data.num_workers", "data.pin_memory",
-            "data.persistent_workers", "data.prefetch_factor", "data.normalize_on_device", "data.decode_device")
+SWITCHES = (
+    "train.amp",
+    "train.channels_last",
+    "train.compile",
+    "data.num_workers",
+    "data.pin_memory",
+    "data.persistent_workers",
+    "data.prefetch_factor",
+    "data.normalize_on_device",
+    "data.decode_device",
+)
 
 
 def preset_path(backbone: str, device: torch.device) -> Path:
     """The paper preset of ``backbone`` on CUDA, the CPU demo preset elsewhere."""
     path = CONFIGS / (f"avcl_{backbone}.yaml" if device.type == "cuda" else "demo_cpu.yaml")
     if not path.is_file():
-        raise UserError(f"{path} not found: pass a preset with --config (the defaults live in a source checkout's configs/)")
+        raise UserError(
+            f"{path} not found: pass a preset with --config (the defaults live in a source checkout's configs/)"
+        )
     return path
 
 
-def bench_config(backbone: str, device: torch.device, batch_size: int, config: str | os.PathLike | None = None,
-                 overrides: Sequence[str] = ()) -> tuple[Config, str]:
+def bench_config(
+    backbone: str,
+    device: torch.device,
+    batch_size: int,
+    config: str | os.PathLike | None = None,
+    overrides: Sequence[str] = (),
+) -> tuple[Config, str]:
     """The run's config (``config`` or the default preset, then ``overrides``) with the backbone and the
     per-process batch size of the benchmark; returns it with the preset's path."""
     preset = Path(config) if config is not None else preset_path(backbone, device)
@@ -92,13 +108,17 @@ def _random_batches(cfg: Config, device: torch.device, count: int = 4) -> Iterat
     d, size = cfg.data, cfg.train.batch_size
     g = torch.Generator(device=device)
     g.manual_seed(cfg.train.seed)
-    made = [{
-        "video": torch.randint(0, 256, (size, 3, d.clip_len, d.crop_size, d.crop_size), dtype=torch.uint8,
-                               device=device, generator=g),
-        "audio": torch.randn(size, 1, d.audio_crop, d.audio_crop, device=device, generator=g),
-        "label": torch.randint(0, SYNTHETIC_CLASSES, (size,), device=device, generator=g),
-        "index": torch.arange(size, device=device),
-    } for _ in range(count)]
+    made = [
+        {
+            "video": torch.randint(
+                0, 256, (size, 3, d.clip_len, d.crop_size, d.crop_size), dtype=torch.uint8, device=device, generator=g
+            ),
+            "audio": torch.randn(size, 1, d.audio_crop, d.audio_crop, device=device, generator=g),
+            "label": torch.randint(0, SYNTHETIC_CLASSES, (size,), device=device, generator=g),
+            "index": torch.arange(size, device=device),
+        }
+        for _ in range(count)
+    ]
     return itertools.cycle(made)
 
 
@@ -108,8 +128,15 @@ def _precision(device: torch.device, amp: str) -> str:
     return "fp16" if amp == "fp16" else "bf16"
 
 
-def bench_backbone(cfg: Config, cache: PreparedCache | None, split: str | None, device: torch.device, steps: int,
-                   warmup: int, peak_tflops: float | None) -> dict:
+def bench_backbone(
+    cfg: Config,
+    cache: PreparedCache | None,
+    split: str | None,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    peak_tflops: float | None,
+) -> dict:
     """Times ``warmup + steps`` training steps of ``cfg``'s method; returns the figures of the last ``steps``.
 
     ``cache=None``: random batches made on the device (compute only, no loader)."""
@@ -120,15 +147,20 @@ def bench_backbone(cfg: Config, cache: PreparedCache | None, split: str | None, 
         dataset, loader = (), None
         batches = _random_batches(cfg, device)
     else:
-        dataset = PreparedDataset(cache, split, cfg.data, mode="train", require_audio=method.uses_audio,
-                                  seed=cfg.train.seed)
-        loader = split_loader(cfg, dataset, batch_size=cfg.train.batch_size, shuffle=True, device=device,
-                              drop_last=True)
+        dataset = PreparedDataset(
+            cache, split, cfg.data, mode="train", require_audio=method.uses_audio, seed=cfg.train.seed
+        )
+        loader = split_loader(
+            cfg, dataset, batch_size=cfg.train.batch_size, shuffle=True, device=device, drop_last=True
+        )
     if loader is not None and len(loader) == 0:
-        raise UserError(f"{cache.root}: {len(dataset)} usable videos, fewer than one batch of {cfg.train.batch_size}; "
-                        "lower --batch-size or use a larger cache")
-    optimizer = make_optimizer(method.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.momentum,
-                               cfg.optim.weight_decay)
+        raise UserError(
+            f"{cache.root}: {len(dataset)} usable videos, fewer than one batch of {cfg.train.batch_size}; "
+            "lower --batch-size or use a larger cache"
+        )
+    optimizer = make_optimizer(
+        method.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay
+    )
     model = torch.compile(method) if cfg.train.compile else method
     if loader is not None:
         batches = _batches(loader)
@@ -149,8 +181,10 @@ def bench_backbone(cfg: Config, cache: PreparedCache | None, split: str | None, 
             torch.cuda.synchronize(device)
         t2, c2 = time.perf_counter(), time.process_time()
         if not bool(healthy):
-            raise UserError(f"{cfg.model.backbone}: the loss is not finite at step {step + 1}; "
-                            "the figures of a diverging run mean nothing (lower optim.lr)")
+            raise UserError(
+                f"{cfg.model.backbone}: the loss is not finite at step {step + 1}; "
+                "the figures of a diverging run mean nothing (lower optim.lr)"
+            )
         losses.append(float(out["loss"].detach()))
         if step >= warmup:
             wait += t1 - t0
@@ -191,11 +225,20 @@ def bench_backbone(cfg: Config, cache: PreparedCache | None, split: str | None, 
     return result
 
 
-def run_train_bench(cache: str | os.PathLike | None, *, out: str | os.PathLike | None = None,
-                    backbones: Sequence[str] = BACKBONES, batch_size: int = 64, steps: int | None = None,
-                    warmup: int | None = None, config: str | os.PathLike | None = None,
-                    overrides: Sequence[str] = (), split: str | None = "train", peak_tflops: float | None = None,
-                    progress: bool = True) -> dict:
+def run_train_bench(
+    cache: str | os.PathLike | None,
+    *,
+    out: str | os.PathLike | None = None,
+    backbones: Sequence[str] = BACKBONES,
+    batch_size: int = 64,
+    steps: int | None = None,
+    warmup: int | None = None,
+    config: str | os.PathLike | None = None,
+    overrides: Sequence[str] = (),
+    split: str | None = "train",
+    peak_tflops: float | None = None,
+    progress: bool = True,
+) -> dict:
     """AVCL training speed for each of ``backbones`` on batches of the prepared ``cache``.
 
     ``batch_size`` is per process (the benchmark runs one); ``steps`` measured steps follow ``warmup``
@@ -207,7 +250,9 @@ def run_train_bench(cache: str | os.PathLike | None, *, out: str | os.PathLike |
     """
     unknown = [b for b in backbones if b not in BACKBONES]
     if unknown or not backbones:
-        raise UserError(f"unknown backbone(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(BACKBONES)}")
+        raise UserError(
+            f"unknown backbone(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(BACKBONES)}"
+        )
     if batch_size < 1:
         raise UserError(f"--batch-size must be positive, got {batch_size}")
     cache = cache if isinstance(cache, PreparedCache) or cache is None else PreparedCache(cache)
@@ -237,15 +282,24 @@ def run_train_bench(cache: str | os.PathLike | None, *, out: str | os.PathLike |
     for backbone in backbones:
         cfg, preset = bench_config(backbone, device, batch_size, config, overrides)
         if progress:
-            print(f"  {backbone}: {preset} {' '.join(overrides)} (batch {batch_size}, {warmup} + {steps} steps on {device})",
-                  flush=True)
-        run = {"preset": preset, "precision": _precision(device, cfg.train.amp),
-               "settings": {key: get_key(cfg, key) for key in SWITCHES},
-               **bench_backbone(cfg, cache, split, device, steps, warmup, peak["peak_tflops"])}
+            print(
+                f"  {backbone}: {preset} {' '.join(overrides)} "
+                f"(batch {batch_size}, {warmup} + {steps} steps on {device})",
+                flush=True,
+            )
+        run = {
+            "preset": preset,
+            "precision": _precision(device, cfg.train.amp),
+            "settings": {key: get_key(cfg, key) for key in SWITCHES},
+            **bench_backbone(cfg, cache, split, device, steps, warmup, peak["peak_tflops"]),
+        }
         results["runs"].append(run)
         if progress:
-            print(f"    {run['samples_per_s']:.1f} samples/s, data wait {100 * run['data_wait_fraction']:.1f}%, "
-                  f"{run['flops_per_sample'] / 1e9:.2f} GFLOP/sample", flush=True)
+            print(
+                f"    {run['samples_per_s']:.1f} samples/s, data wait {100 * run['data_wait_fraction']:.1f}%, "
+                f"{run['flops_per_sample'] / 1e9:.2f} GFLOP/sample",
+                flush=True,
+            )
         if device.type == "cuda":
             torch.cuda.empty_cache()
     if out is not None:
@@ -261,9 +315,11 @@ def format_train_table(results: dict) -> str:
     """
     cpu = results["device"] == "cpu"
     rate = "achieved GFLOP/s (per CPU-second)" if cpu else "achieved TFLOP/s"
-    lines = ["| backbone | clip | audio | batch | precision | samples/s | step (ms) | data wait (ms) | "
-             f"compute (ms) | data wait | GFLOP/sample | {rate} | MFU |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| backbone | clip | audio | batch | precision | samples/s | step (ms) | data wait (ms) | "
+        f"compute (ms) | data wait | GFLOP/sample | {rate} | MFU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results["runs"]:
         mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
         if cpu:
@@ -272,15 +328,19 @@ def format_train_table(results: dict) -> str:
         else:
             achieved = f"{r['achieved_tflops']:.1f}"
         lines.append(
-            f"| {r['backbone']} (width {r['width']:g}) | {'x'.join(map(str, r['clip']))} | {'x'.join(map(str, r['audio']))} "
+            f"| {r['backbone']} (width {r['width']:g}) | {'x'.join(map(str, r['clip']))} "
+            f"| {'x'.join(map(str, r['audio']))} "
             f"| {r['batch_size']} | {r['precision']} | {r['samples_per_s']:.1f} | {1e3 * r['step_time_s']:.0f} "
             f"| {1e3 * r['data_wait_s']:.1f} | {1e3 * r['compute_s']:.0f} | {100 * r['data_wait_fraction']:.1f}% "
-            f"| {r['flops_per_sample'] / 1e9:.2f} | {achieved} | {mfu} |")
+            f"| {r['flops_per_sample'] / 1e9:.2f} | {achieved} | {mfu} |"
+        )
     peak = results["peak_tflops"]
     m = results["machine"]
     load = "unknown" if m.get("load_1min") is None else f"{m['load_1min']:.1f}"
-    lines.append(f"\ndevice: {results['device']} ({results['device_name']}), peak "
-                 f"{'n/a' if peak is None else f'{peak:g} TFLOP/s'} ({results['peak_source']}); "
-                 f"{m['cores']} cores, {m['torch_threads']} torch threads, load average {load}; "
-                 f"cache {results['cache']} (split {results['split']})")
+    lines.append(
+        f"\ndevice: {results['device']} ({results['device_name']}), peak "
+        f"{'n/a' if peak is None else f'{peak:g} TFLOP/s'} ({results['peak_source']}); "
+        f"{m['cores']} cores, {m['torch_threads']} torch threads, load average {load}; "
+        f"cache {results['cache']} (split {results['split']})"
+    )
     return "\n".join(lines)

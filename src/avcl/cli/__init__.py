@@ -1,5 +1,6 @@
 """The ``avcl`` command. Each sub-command lives in its own module of this package and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to the function that runs it."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """``python -m avcl.cli`` (and ``torchrun -m avcl.cli``) runs the ``avcl`` command."""
+
 import sys
 
 from avcl.cli import main

@@ -1,4 +1,5 @@
 """Options shared by the commands that take a configuration."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,12 @@ def add_config_options(parser: argparse.ArgumentParser, out_help: str = "run fol
     parser.add_argument("--config", help="YAML preset, e.g. configs/avcl_r3d.yaml")
     parser.add_argument("--data", help="prepared cache folder (data.root)")
     parser.add_argument("--out", help=out_help)
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted config overrides, e.g. train.epochs=5 method.lambda_cor=0.5")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="dotted config overrides, e.g. train.epochs=5 method.lambda_cor=0.5",
+    )
 
 
 def config_from_args(args: argparse.Namespace, base: dict | None = None) -> Config:

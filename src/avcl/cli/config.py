@@ -1,4 +1,5 @@
 """``avcl config``: print the resolved configuration (defaults, preset, overrides) as YAML."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """``avcl finetune``, ``avcl linear``, ``avcl test``: the action recognition protocols."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,12 @@ from avcl.errors import UserError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("finetune", help="fine-tune pretrained encoders with a classifier, then test at video level",
-                       description="Fine-tune (paper: SGD, weight decay 5e-3, 150 epochs; eval.* keys). Without "
-                       "--checkpoint the encoders start from scratch: the supervised baselines.")
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune pretrained encoders with a classifier, then test at video level",
+        description="Fine-tune (paper: SGD, weight decay 5e-3, 150 epochs; eval.* keys). Without "
+        "--checkpoint the encoders start from scratch: the supervised baselines.",
+    )
     p.add_argument("--checkpoint", help="pretraining checkpoint (file or run folder)")
     p.add_argument("--modality", choices=("video", "audio", "both"), help="features to classify (eval.modality)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted fine-tuning in --out")
@@ -24,7 +28,9 @@ def register(sub) -> None:
     add_config_options(p, out_help="report folder")
     p.set_defaults(func=run_linear)
 
-    p = sub.add_parser("test", help="video-level test of a fine-tuned checkpoint (10 clips, top-1/top-5, confusion PNG)")
+    p = sub.add_parser(
+        "test", help="video-level test of a fine-tuned checkpoint (10 clips, top-1/top-5, confusion PNG)"
+    )
     p.add_argument("--checkpoint", required=True, help="fine-tuning checkpoint (file or run folder; best.pt first)")
     p.add_argument("--split", help="split to test (default data.test_split)")
     add_config_options(p, out_help="report folder")
@@ -32,8 +38,8 @@ def register(sub) -> None:
 
 
 def _config_and_method(args):
-    from avcl.engine.checkpoint import load_checkpoint
     from avcl.api import method_from_checkpoint
+    from avcl.engine.checkpoint import load_checkpoint
 
     if args.checkpoint:
         ckpt = load_checkpoint(args.checkpoint)
@@ -64,8 +70,10 @@ def run_finetune(args) -> int:
     out = _out(args, "runs/finetune")
     result = finetune(cfg, out, pretrained=method if args.checkpoint else None, resume=args.resume)
     test = result["test"]
-    print(f"best validation top-1 {result['best_val_acc']:.1f}%; video-level test top-1 {test['top1']:.1f}% "
-          f"top-5 {test['top5']:.1f}% -> {out}")
+    print(
+        f"best validation top-1 {result['best_val_acc']:.1f}%; video-level test top-1 {test['top1']:.1f}% "
+        f"top-5 {test['top5']:.1f}% -> {out}"
+    )
     return 0
 
 
@@ -75,8 +83,10 @@ def run_linear(args) -> int:
     cfg, method = _config_and_method(args)
     out = _out(args, "runs/linear")
     metrics = linear_probe(method, cfg, out)
-    print(f"linear probe ({metrics['modality']}): video-level top-1 {metrics['top1']:.1f}% "
-          f"top-5 {metrics['top5']:.1f}% -> {out}")
+    print(
+        f"linear probe ({metrics['modality']}): video-level top-1 {metrics['top1']:.1f}% "
+        f"top-5 {metrics['top5']:.1f}% -> {out}"
+    )
     return 0
 
 
@@ -90,7 +100,11 @@ def finetuned(args, command: str, hint: str):
     if ckpt.get("kind") != "finetune":
         raise UserError(f"{args.checkpoint}: is a {ckpt.get('kind')} checkpoint; `avcl {command}` {hint}")
     run = Path(args.checkpoint)
-    return config_from_args(args, base=ckpt["config"]), method_from_checkpoint(ckpt), (run.parent if run.is_file() else run)
+    return (
+        config_from_args(args, base=ckpt["config"]),
+        method_from_checkpoint(ckpt),
+        (run.parent if run.is_file() else run),
+    )
 
 
 def run_test(args) -> int:

@@ -1,4 +1,5 @@
 """``avcl embed | retrieve | knn | tsne | cam``: see what a representation learned (METHOD.md section 6)."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,22 +17,35 @@ def _source_options(p: argparse.ArgumentParser, features: bool = True) -> None:
     p.add_argument("--checkpoint", help="any checkpoint (file or run folder); omit with --config for random encoders")
     p.add_argument("--modality", choices=("video", "audio", "both"), default="both", help="features (default both)")
     p.add_argument("--clips", type=int, default=None, help="uniform clips per video (default data.test_clips)")
-    p.add_argument("--size", type=parse_size, default=(128, 171), metavar="HxW",
-                   help="frame size when --data is a folder of videos (default 128x171, as avcl prepare)")
+    p.add_argument(
+        "--size",
+        type=parse_size,
+        default=(128, 171),
+        metavar="HxW",
+        help="frame size when --data is a folder of videos (default 128x171, as avcl prepare)",
+    )
     add_config_options(p, out_help="output folder")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="features of every video of a prepared cache or a folder of videos (.npy + CSV)")
     _source_options(p, features=False)
-    p.add_argument("--layer", choices=("pool", "conv5"), default="pool",
-                   help="pool: the method's evaluation features; conv5: max-pooled (1,2,2) conv5 maps (vcop)")
+    p.add_argument(
+        "--layer",
+        choices=("pool", "conv5"),
+        default="pool",
+        help="pool: the method's evaluation features; conv5: max-pooled (1,2,2) conv5 maps (vcop)",
+    )
     p.set_defaults(func=run_embed)
 
     p = sub.add_parser("retrieve", help="clip retrieval: test videos query training videos, top-k (k=1,5,10,20,50)")
     _source_options(p)
-    p.add_argument("--convention", choices=("vcop", "pooled"), default="vcop",
-                   help="vcop: conv5 max-pooled, cosine (default); pooled: centred, L2-normalised pooled features")
+    p.add_argument(
+        "--convention",
+        choices=("vcop", "pooled"),
+        default="vcop",
+        help="vcop: conv5 max-pooled, cosine (default); pooled: centred, L2-normalised pooled features",
+    )
     p.add_argument("--cross-modal", action="store_true", help="audio queries, video gallery (pooled features)")
     p.add_argument("--query-split", default="test")
     p.add_argument("--gallery-split", default="train")
@@ -52,8 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--perplexity", type=float, default=30.0)
     p.set_defaults(func=run_tsne)
 
-    p = sub.add_parser("cam", help="Grad-CAM class activation maps of a fine-tuned checkpoint over frames and "
-                       "spectrograms")
+    p = sub.add_parser(
+        "cam", help="Grad-CAM class activation maps of a fine-tuned checkpoint over frames and spectrograms"
+    )
     p.add_argument("--checkpoint", required=True, help="fine-tuning checkpoint (file or run folder)")
     p.add_argument("--layer", choices=("conv5", "conv4"), default="conv5")
     p.add_argument("--split", default="test")
@@ -78,8 +93,16 @@ def _features(args, modality: str | None = None, layer: str = "pool"):
     data = args.data or cfg.data.root  # a checkpoint remembers the cache it was trained on
     if not data:
         raise UserError("give --data: a prepared cache or a folder of videos")
-    return embed_videos(method, cfg, data, modality=modality or args.modality, layer=layer, clips=args.clips,
-                        size=args.size, progress=cfg.train.progress)
+    return embed_videos(
+        method,
+        cfg,
+        data,
+        modality=modality or args.modality,
+        layer=layer,
+        clips=args.clips,
+        size=args.size,
+        progress=cfg.train.progress,
+    )
 
 
 def _out(args, default: str) -> Path:
@@ -91,8 +114,10 @@ def _out(args, default: str) -> Path:
 def run_embed(args) -> int:
     feats = _features(args, layer=args.layer)
     out = feats.save(_out(args, "runs/embed"))
-    print(f"{len(feats.paths)} videos x {feats.features.shape[1]} features ({args.modality}, {args.layer}) -> "
-          f"{out}/features.npy, {out}/videos.csv")
+    print(
+        f"{len(feats.paths)} videos x {feats.features.shape[1]} features ({args.modality}, {args.layer}) -> "
+        f"{out}/features.npy, {out}/videos.csv"
+    )
     return 0
 
 
@@ -112,8 +137,15 @@ def run_retrieve(args) -> int:
     gallery, gallery_y = gallery_set.split(args.gallery_split)
     queries, queries_y = queries_set.split(args.query_split)
     metrics = retrieval_topk(gallery, gallery_y, queries, queries_y, RETRIEVAL_KS, convention)
-    metrics.update({"convention": convention, "cross_modal": bool(args.cross_modal), "queries": len(queries_y),
-                    "gallery": len(gallery_y), **{f"features_{k}": v for k, v in queries_set.info.items()}})
+    metrics.update(
+        {
+            "convention": convention,
+            "cross_modal": bool(args.cross_modal),
+            "queries": len(queries_y),
+            "gallery": len(gallery_y),
+            **{f"features_{k}": v for k, v in queries_set.info.items()},
+        }
+    )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if args.examples > 0:
         nearest = nearest_neighbours(gallery, queries[: args.examples], k=5, convention=convention)
@@ -176,8 +208,15 @@ def run_knn(args) -> int:
     train, train_y = feats.split(args.gallery_split)
     test, test_y = feats.split(args.query_split)
     metrics = knn_accuracy(train, train_y, test, test_y, len(feats.classes), args.k, args.temperature)
-    metrics.update({"k": args.k, "temperature": args.temperature, "queries": len(test_y), "gallery": len(train_y),
-                    **{f"features_{k}": v for k, v in feats.info.items()}})
+    metrics.update(
+        {
+            "k": args.k,
+            "temperature": args.temperature,
+            "queries": len(test_y),
+            "gallery": len(train_y),
+            **{f"features_{k}": v for k, v in feats.info.items()},
+        }
+    )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(f"kNN (k={args.k}): top-1 {metrics['top1']:.1f}% top-5 {metrics['top5']:.1f}% -> {out}")
     return 0
@@ -215,8 +254,11 @@ def run_cam(args) -> int:
         positions = [int(v) for v in args.videos.split(",") if v]
     else:
         per_class = int(args.videos)
-        positions = [pos for c in range(len(cache.classes))
-                     for pos in [i for i, label in enumerate(labels) if label == c][:per_class]]
+        positions = [
+            pos
+            for c in range(len(cache.classes))
+            for pos in [i for i, label in enumerate(labels) if label == c][:per_class]
+        ]
     out = _out(args, str(run / "cam"))
     written = []
     for pos in positions:
@@ -245,9 +287,12 @@ def run_cam(args) -> int:
                 rows.append([spec, heat_map])
                 captions.append(["spectrogram", f"Grad-CAM ({cls_name})"])
         true_name = cache.classes[labels[pos]]
-        path = plot_image_rows(rows, captions, out / f"cam_{pos:04d}_{true_name}.png",
-                               title=f"{Path(str(cache.entries.path[dataset.rows[pos]])).name}: true {true_name}, "
-                                     f"{args.layer}")
+        path = plot_image_rows(
+            rows,
+            captions,
+            out / f"cam_{pos:04d}_{true_name}.png",
+            title=f"{Path(str(cache.entries.path[dataset.rows[pos]])).name}: true {true_name}, {args.layer}",
+        )
         written.append(str(path))
     (out / "cams.json").write_text(json.dumps({"layer": args.layer, "target": args.target, "files": written}, indent=2))
     print(f"{len(written)} activation-map strips -> {out}")

@@ -1,4 +1,5 @@
 """``avcl pretrain``: train a method on a prepared cache (one process, or many under torchrun)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,14 @@ def register(sub) -> None:
         "torchrun --nproc_per_node=4 -m avcl.cli pretrain --config configs/avcl_r3d.yaml --data DATA",
     )
     add_config_options(p)
-    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
-                   help="continue the run in --out from last.pt (or from CHECKPOINT)")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CHECKPOINT",
+        help="continue the run in --out from last.pt (or from CHECKPOINT)",
+    )
     p.set_defaults(func=run)
 
 

@@ -1,4 +1,5 @@
 """``avcl synth OUT``: write the synthetic audio-visual action benchmark (see ``avcl.data.synth``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,32 +28,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=int, default=8, help="frames per second")
     p.add_argument("--min-duration", type=float, default=3.0, help="shortest video, seconds")
     p.add_argument("--max-duration", type=float, default=5.0, help="longest video, seconds")
-    p.add_argument("--difficulty", type=float, default=0.5,
-                   help="0 to 1: pixel noise, timing jitter, pitch and size ranges")
-    p.add_argument("--cue", type=float, default=1.0,
-                   help="0 to 1: probability that the object's shape is chosen by the timbre and the sound "
-                   "texture follows the video's motion pattern, else drawn uniformly (0: the two modalities "
-                   "share no class information)")
-    p.add_argument("--look", type=float, default=0.35,
-                   help="0 to 1: how far colours and background blotches vary around a fixed palette")
+    p.add_argument(
+        "--difficulty", type=float, default=0.5, help="0 to 1: pixel noise, timing jitter, pitch and size ranges"
+    )
+    p.add_argument(
+        "--cue",
+        type=float,
+        default=1.0,
+        help="0 to 1: probability that the object's shape is chosen by the timbre and the sound "
+        "texture follows the video's motion pattern, else drawn uniformly (0: the two modalities "
+        "share no class information)",
+    )
+    p.add_argument(
+        "--look",
+        type=float,
+        default=0.35,
+        help="0 to 1: how far colours and background blotches vary around a fixed palette",
+    )
     p.add_argument("--size", type=float, default=1.5, help="object size factor (1: the original sizes)")
-    p.add_argument("--distractors", type=int, default=0,
-                   help="up to this many silent moving objects a video, and this many / 2 sounds without a "
-                   "visual event a second")
-    p.add_argument("--ambient", type=float, default=0.05,
-                   help="background noise level (RMS) relative to the impacts' peak level")
-    p.add_argument("--sound-code", choices=("timing", "spectrum"), default="timing",
-                   help="how the sound codes the motion pattern: 'timing', one shared texture sound whose "
-                   "loudness follows the motion; 'spectrum', a texture of its own per pattern")
+    p.add_argument(
+        "--distractors",
+        type=int,
+        default=0,
+        help="up to this many silent moving objects a video, and this many / 2 sounds without a visual event a second",
+    )
+    p.add_argument(
+        "--ambient", type=float, default=0.05, help="background noise level (RMS) relative to the impacts' peak level"
+    )
+    p.add_argument(
+        "--sound-code",
+        choices=("timing", "spectrum"),
+        default="timing",
+        help="how the sound codes the motion pattern: 'timing', one shared texture sound whose "
+        "loudness follows the motion; 'spectrum', a texture of its own per pattern",
+    )
     p.add_argument("--event-rate", type=float, default=0.8, help="impacts a second (mean)")
     p.add_argument("--sample-rate", type=int, default=24000, help="audio sample rate, Hz")
-    p.add_argument("--splits", type=float, nargs=3, default=(0.6, 0.15, 0.25), metavar=("TRAIN", "VAL", "TEST"),
-                   help="split fractions, stratified per class")
+    p.add_argument(
+        "--splits",
+        type=float,
+        nargs=3,
+        default=(0.6, 0.15, 0.25),
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="split fractions, stratified per class",
+    )
     p.add_argument("--workers", type=int, default=2, help="processes rendering and encoding videos")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--verify", action="store_true",
-                   help="write nothing: check that every file of the benchmark in OUT decodes to the media "
-                   "hashes of its manifest (exit status 1 if not)")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="write nothing: check that every file of the benchmark in OUT decodes to the media "
+        "hashes of its manifest (exit status 1 if not)",
+    )
     p.set_defaults(func=run)
 
 
@@ -69,16 +96,34 @@ def run(args: argparse.Namespace) -> int:
         return 1 if problems else 0
     start = time.perf_counter()
     manifest = generate_benchmark(
-        args.out, classes=args.classes, per_class=args.per_class, seed=args.seed, height=args.height,
-        width=args.width, fps=args.fps, min_duration=args.min_duration, max_duration=args.max_duration,
-        difficulty=args.difficulty, sample_rate=args.sample_rate, splits=tuple(args.splits),
-        workers=args.workers, progress=not args.quiet, cue=args.cue, look=args.look, size=args.size,
-        distractors=args.distractors, ambient=args.ambient, sound_code=args.sound_code, event_rate=args.event_rate,
+        args.out,
+        classes=args.classes,
+        per_class=args.per_class,
+        seed=args.seed,
+        height=args.height,
+        width=args.width,
+        fps=args.fps,
+        min_duration=args.min_duration,
+        max_duration=args.max_duration,
+        difficulty=args.difficulty,
+        sample_rate=args.sample_rate,
+        splits=tuple(args.splits),
+        workers=args.workers,
+        progress=not args.quiet,
+        cue=args.cue,
+        look=args.look,
+        size=args.size,
+        distractors=args.distractors,
+        ambient=args.ambient,
+        sound_code=args.sound_code,
+        event_rate=args.event_rate,
     )
     with open(manifest, newline="") as f:
         splits = Counter(row["split"] for row in csv.DictReader(f))
     counts = ", ".join(f"{splits[name]} {name}" for name in ("train", "val", "test") if splits[name])
     print(f"wrote the synthetic benchmark to {manifest.parent} (manifest {manifest})")
-    print(f"{sum(splits.values())} videos, {args.classes} classes ({counts}), seed {args.seed}, "
-          f"difficulty {args.difficulty}, cue {args.cue}, {time.perf_counter() - start:.1f} s")
+    print(
+        f"{sum(splits.values())} videos, {args.classes} classes ({counts}), seed {args.seed}, "
+        f"difficulty {args.difficulty}, cue {args.cue}, {time.perf_counter() - start:.1f} s"
+    )
     return 0

@@ -12,6 +12,7 @@ nothing is lower than the spectrogram's maximum minus ``top_db``. With these set
 below about 1 kHz are narrower than the 23.4 Hz FFT bins: each sees one or two bins, so neighbouring low
 bands repeat each other.
 """
+
 from __future__ import annotations
 
 import functools

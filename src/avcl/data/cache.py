@@ -30,6 +30,7 @@ The table is 8-byte aligned. The bytes of a video that fails half-way (or is too
 the shard again; bytes that a killed run left past a shard's last indexed blob are cut by the next run
 (``trim_shards``), so every shard ends with the last byte of an indexed video.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,12 @@ from avcl.errors import UserError
 FORMAT = "avcl-prepared-cache"
 VERSION = 1
 INDEX, SKIPPED, META, SETTINGS, REPORT, SHARDS = (
-    "index.jsonl", "skipped.jsonl", "meta.json", "settings.json", "report.json", "shards"
+    "index.jsonl",
+    "skipped.jsonl",
+    "meta.json",
+    "settings.json",
+    "report.json",
+    "shards",
 )
 DEFAULT_QUALITY = 80  # JPEG quality; docs/cache-format.md has the size and speed measurements
 SHARD_BYTES = 2 << 30  # a worker starts a new shard file past 2 GiB, kind to file systems and copy tools
@@ -88,7 +94,9 @@ def encode_frame(frame: np.ndarray, quality: int) -> bytes:
     import torch
     from torchvision.io import encode_jpeg
 
-    return encode_jpeg(torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1), quality=quality).numpy().tobytes()
+    return (
+        encode_jpeg(torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1), quality=quality).numpy().tobytes()
+    )
 
 
 def decode_frame(data: bytes | memoryview, out: np.ndarray | None = None) -> np.ndarray:
@@ -140,7 +148,9 @@ def read_jsonl(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             if number == len(complete) and not tail:
                 break  # the last line was cut short, then a newline came from elsewhere: still torn
-            raise CacheError(f"{path}: line {number} is not valid JSON; the cache is damaged, prepare it into a new folder")
+            raise CacheError(
+                f"{path}: line {number} is not valid JSON; the cache is damaged, prepare it into a new folder"
+            )
     return records
 
 
@@ -208,8 +218,11 @@ class ShardWriter:
     def discard(self, location: dict) -> None:
         """Remove the blob just written at ``location`` (e.g. a video found too short) from the shard end."""
         f = self.file
-        if f is not None and location["shard"] == f"{self.prefix}-{self.part}.bin" \
-                and f.tell() == location["offset"] + location["size"]:
+        if (
+            f is not None
+            and location["shard"] == f"{self.prefix}-{self.part}.bin"
+            and f.tell() == location["offset"] + location["size"]
+        ):
             self._rewind(f, location["offset"])
 
     @staticmethod
@@ -392,9 +405,13 @@ def _not_finished(root: Path) -> CacheError:
             f"run `avcl prepare SRC {root}` again with the same SRC to resume it"
         )
     if any(not e.name.startswith(".") for e in root.iterdir()):  # e.g. the videos: never write the cache there
-        return CacheError(f"{root} is not a prepared cache (no {INDEX} or {META}); if it holds videos, prepare them "
-                          f"into a new folder with `avcl prepare {root} NEW_FOLDER` and use NEW_FOLDER")
-    return CacheError(f"{root} is not a prepared cache (no {INDEX} or {META}); create it with `avcl prepare SRC {root}`")
+        return CacheError(
+            f"{root} is not a prepared cache (no {INDEX} or {META}); if it holds videos, prepare them "
+            f"into a new folder with `avcl prepare {root} NEW_FOLDER` and use NEW_FOLDER"
+        )
+    return CacheError(
+        f"{root} is not a prepared cache (no {INDEX} or {META}); create it with `avcl prepare SRC {root}`"
+    )
 
 
 class PreparedCache:
@@ -414,7 +431,9 @@ class PreparedCache:
         try:
             self.meta: dict = json.loads(meta_path.read_text())
         except json.JSONDecodeError as error:
-            raise CacheError(f"{meta_path}: not valid JSON ({error}); run `avcl prepare` again to rewrite it") from error
+            raise CacheError(
+                f"{meta_path}: not valid JSON ({error}); run `avcl prepare` again to rewrite it"
+            ) from error
         if self.meta.get("format") != FORMAT:
             raise CacheError(f"{meta_path}: not written by `avcl prepare` (format {self.meta.get('format')!r})")
         if self.meta.get("version") != VERSION:
@@ -554,7 +573,9 @@ class PreparedCache:
         start = int(e.stats_offset[self._check_row(i)])
         if start < 0:
             raise ValueError(f"{e.path[i]} has no audio track")
-        return np.frombuffer(self._shards.view(int(e.shard[i]), start, start + 16 * n_mels), dtype="<f8").reshape(2, n_mels)
+        return np.frombuffer(self._shards.view(int(e.shard[i]), start, start + 16 * n_mels), dtype="<f8").reshape(
+            2, n_mels
+        )
 
 
 def band_statistics(total: np.ndarray, count: int, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -586,7 +607,9 @@ def write_meta(root: Path, settings: dict, classes: list[str], skipped: int) -> 
     total = np.zeros((2, n_mels), dtype=np.float64)
     for i in np.flatnonzero(use):
         start = int(entries.stats_offset[i])
-        total += np.frombuffer(shards.view(int(entries.shard[i]), start, start + 16 * n_mels), dtype="<f8").reshape(2, n_mels)
+        total += np.frombuffer(shards.view(int(entries.shard[i]), start, start + 16 * n_mels), dtype="<f8").reshape(
+            2, n_mels
+        )
     mean, std = band_statistics(total, int(entries.mel_frames[use].sum()), n_mels)
     seconds = float(entries.duration.sum())
     size = int(entries.size.sum())

@@ -9,6 +9,7 @@ Listen and Learn", appendix A1, mapped to Kinetics-400 wording; ``docs/datasets.
 provenance). ``kinetics_sounds_100``: those 32 plus 68 audible Kinetics-400 classes (the AVCL paper's
 Kinetics-Sounds100 was never published as a list).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -50,9 +51,7 @@ def load_class_list(name_or_path: str | Path) -> list[str]:
         return read_class_list(_FOLDER / f"{name_or_path}.txt")
     path = Path(name_or_path)
     if not path.is_file():
-        raise UserError(
-            f"{name_or_path}: neither a packaged class list ({', '.join(PACKAGED_LISTS)}) nor a list file"
-        )
+        raise UserError(f"{name_or_path}: neither a packaged class list ({', '.join(PACKAGED_LISTS)}) nor a list file")
     return read_class_list(path)
 
 

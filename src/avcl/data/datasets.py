@@ -14,6 +14,7 @@ Determinism: a key is an int or ``(index, sample_seed)``; all randomness of a sa
 state, so a sample is the same whatever the number of loader workers and after a resumed run.
 ``EpochSampler`` hands out those keys.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,8 +52,16 @@ class _ClipDataset(Dataset, ABC):
     # subclass with other samples sets False and gets a plain DataLoader.
     fills_batches: bool = True
 
-    def __init__(self, data_cfg: DataConfig, mode: str, seed: int, classes: list[str],
-                 audio_mean: np.ndarray, audio_std: np.ndarray, mel_fps: float) -> None:
+    def __init__(
+        self,
+        data_cfg: DataConfig,
+        mode: str,
+        seed: int,
+        classes: list[str],
+        audio_mean: np.ndarray,
+        audio_std: np.ndarray,
+        mel_fps: float,
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.cfg = data_cfg
@@ -132,8 +141,12 @@ class _ClipDataset(Dataset, ABC):
         n = len(keys)
         if out is None:
             video_shape, audio_shape = self.sample_shapes()
-            out = {"video": np.empty((n, *video_shape), np.uint8), "audio": np.empty((n, *audio_shape), np.float32),
-                   "label": np.empty(n, np.int64), "index": np.empty(n, np.int64)}
+            out = {
+                "video": np.empty((n, *video_shape), np.uint8),
+                "audio": np.empty((n, *audio_shape), np.float32),
+                "label": np.empty(n, np.int64),
+                "index": np.empty(n, np.int64),
+            }
         for b, key in enumerate(keys):
             out["label"][b], out["index"][b] = self._sample_into(key, out["video"][b], out["audio"][b])
         batch = {k: torch.from_numpy(v[:n]) for k, v in out.items()}
@@ -174,8 +187,9 @@ class _ClipDataset(Dataset, ABC):
             return y, x, bool(self.cfg.hflip and rng.random() < 0.5)
         return (*T.centre_crop_box(height, width, crop), False)
 
-    def _audio_into(self, pos: int, video: _Video, starts: np.ndarray, rng: np.random.Generator,
-                    out: np.ndarray) -> None:
+    def _audio_into(
+        self, pos: int, video: _Video, starts: np.ndarray, rng: np.random.Generator, out: np.ndarray
+    ) -> None:
         """Fill ``out`` (N, 1, crop, crop) float32 with the spectrogram crops of the clips at ``starts``."""
         cfg = self.cfg
         size, crop, n = cfg.audio_size, cfg.audio_crop, len(starts)
@@ -203,8 +217,15 @@ class PreparedDataset(_ClipDataset):
     ``require_audio=False`` they are kept and their ``audio`` is zeros.
     """
 
-    def __init__(self, root: str | PreparedCache, split: str | None, data_cfg: DataConfig, mode: str = "train",
-                 require_audio: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self,
+        root: str | PreparedCache,
+        split: str | None,
+        data_cfg: DataConfig,
+        mode: str = "train",
+        require_audio: bool = True,
+        seed: int = 0,
+    ) -> None:
         cache = root if isinstance(root, PreparedCache) else PreparedCache(root)
         super().__init__(data_cfg, mode, seed, cache.classes, cache.audio_mean, cache.audio_std, cache.mel_fps)
         self.cache = cache
@@ -257,14 +278,23 @@ class PreparedDataset(_ClipDataset):
             video = self._video(pos)
             starts = self._starts(video, rng)
             for start in starts:
-                jpeg.extend(self.cache.frame_bytes(video.row, T.clip_frame_ids(int(start), cfg.clip_len, video.num_frames)))
+                jpeg.extend(
+                    self.cache.frame_bytes(video.row, T.clip_frame_ids(int(start), cfg.clip_len, video.num_frames))
+                )
             boxes[b] = self._crop_box(height, width, rng)
             self._audio_into(pos, video, starts, rng, audio[b] if self.mode == "test" else audio[b][None])
             label[b], index[b] = video.label, video.row
         clips = cfg.test_clips if self.mode == "test" else 1
-        return {"jpeg": jpeg, "boxes": torch.from_numpy(boxes), "clips": (n, clips, cfg.clip_len),
-                "frame_size": (height, width), "test": self.mode == "test", "audio": torch.from_numpy(audio),
-                "label": torch.from_numpy(label), "index": torch.from_numpy(index)}
+        return {
+            "jpeg": jpeg,
+            "boxes": torch.from_numpy(boxes),
+            "clips": (n, clips, cfg.clip_len),
+            "frame_size": (height, width),
+            "test": self.mode == "test",
+            "audio": torch.from_numpy(audio),
+            "label": torch.from_numpy(label),
+            "index": torch.from_numpy(index),
+        }
 
 
 class SourceDataset(_ClipDataset):
@@ -274,16 +304,25 @@ class SourceDataset(_ClipDataset):
     ``audio_stats``: per-band (mean, std) of the log-mel, e.g. a cache's; None normalises nothing.
     """
 
-    def __init__(self, items: list, classes: list[str], data_cfg: DataConfig, mode: str = "train",
-                 size: tuple[int, int] = (128, 171), seed: int = 0, mel=None,
-                 audio_stats: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        items: list,
+        classes: list[str],
+        data_cfg: DataConfig,
+        mode: str = "train",
+        size: tuple[int, int] = (128, 171),
+        seed: int = 0,
+        mel=None,
+        audio_stats: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         from avcl.data.audio import MelSettings
 
         self.mel_settings = mel or MelSettings()
         n_mels = self.mel_settings.n_mels
         mean, std = audio_stats if audio_stats is not None else (np.zeros(n_mels), np.ones(n_mels))
-        super().__init__(data_cfg, mode, seed, classes, mean, std,
-                         self.mel_settings.sample_rate / self.mel_settings.hop_length)
+        super().__init__(
+            data_cfg, mode, seed, classes, mean, std, self.mel_settings.sample_rate / self.mel_settings.hop_length
+        )
         self.items = list(items)
         self.size = tuple(size)
         self._class_id = {name: i for i, name in enumerate(self.classes)}
@@ -319,8 +358,9 @@ class EpochSampler(Sampler):
     ``world_size``-th key from position r. Call ``set_epoch`` before each epoch.
     """
 
-    def __init__(self, dataset_len: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1,
-                 drop_last: bool = False) -> None:
+    def __init__(
+        self, dataset_len: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1, drop_last: bool = False
+    ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, {world_size})")
         self.n = dataset_len
@@ -341,7 +381,9 @@ class EpochSampler(Sampler):
     def __iter__(self):
         if self.n == 0:
             return iter(())
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
+        order = (
+            np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
+        )
         seeds = np.random.default_rng([self.seed, self.epoch, 1]).integers(0, 2**63 - 1, size=self.n)
         order = np.resize(order, self.total)  # pads by repeating from the start, or cuts
         mine = order[self.rank :: self.world_size]
@@ -410,9 +452,12 @@ class _WorkerRing:
         import uuid
 
         video_shape, audio_shape = dataset.sample_shapes()
-        self.shapes = {"video": ((batch_size, *video_shape), torch.uint8),
-                       "audio": ((batch_size, *audio_shape), torch.float32),
-                       "label": ((batch_size,), torch.int64), "index": ((batch_size,), torch.int64)}
+        self.shapes = {
+            "video": ((batch_size, *video_shape), torch.uint8),
+            "audio": ((batch_size, *audio_shape), torch.float32),
+            "label": ((batch_size,), torch.int64),
+            "index": ((batch_size,), torch.int64),
+        }
         self.token = uuid.uuid4().hex
         self.max_slots = max_slots
         self.slots: list[dict[str, torch.Tensor]] = []
@@ -555,8 +600,17 @@ class BatchLoader:
     ``num_workers``, ``pin_memory`` and ``len``. A dead worker stops the pass with ``LoaderWorkerError``.
     """
 
-    def __init__(self, dataset: "_ClipDataset", sampler: EpochBatchSampler, *, num_workers: int, pin_memory: bool,
-                 persistent_workers: bool, prefetch_factor: int | None, device: torch.device) -> None:
+    def __init__(
+        self,
+        dataset: "_ClipDataset",
+        sampler: EpochBatchSampler,
+        *,
+        num_workers: int,
+        pin_memory: bool,
+        persistent_workers: bool,
+        prefetch_factor: int | None,
+        device: torch.device,
+    ) -> None:
         self.dataset = dataset
         self.sampler = sampler
         self.batch_size = sampler.batch_size
@@ -566,9 +620,16 @@ class BatchLoader:
         self.persistent_workers = persistent_workers
         self.device = device
         slots = (prefetch_factor or 2) + 2
-        self._loader = DataLoader(_BatchDataset(dataset, sampler.batch_size, slots), batch_size=None, sampler=sampler,
-                                  collate_fn=_identity, num_workers=num_workers, pin_memory=False,
-                                  persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
+        self._loader = DataLoader(
+            _BatchDataset(dataset, sampler.batch_size, slots),
+            batch_size=None,
+            sampler=sampler,
+            collate_fn=_identity,
+            num_workers=num_workers,
+            pin_memory=False,
+            persistent_workers=persistent_workers,
+            prefetch_factor=prefetch_factor,
+        )
         self._rings: dict[str, _MainRing] = {}
         self._pending: list = []  # (CUDA event, held flags, slot): released once the copies before the event ran
         self._passes = 0
@@ -599,8 +660,10 @@ class BatchLoader:
             error = error if "DataLoader worker" in str(error) else f"worker(s) {dead} exited ({error!r})"
             self._shutdown(iterator)
             iterator = None
-            raise LoaderWorkerError(f"a data loader worker stopped: {error}; the pass is stopped "
-                                    "(out of memory? lower data.num_workers or the batch size)") from None
+            raise LoaderWorkerError(
+                f"a data loader worker stopped: {error}; the pass is stopped "
+                "(out of memory? lower data.num_workers or the batch size)"
+            ) from None
         finally:
             if self.num_workers > 0 and not self.persistent_workers:
                 self._shutdown(iterator)
@@ -728,9 +791,18 @@ def _unregister(ring: _MainRing) -> None:
     ring.registered.clear()
 
 
-def build_loader(dataset: Dataset, data_cfg: DataConfig, batch_size: int, *, shuffle: bool, seed: int,
-                 rank: int = 0, world_size: int = 1, drop_last: bool = False, device: str | torch.device = "cpu"
-                 ):
+def build_loader(
+    dataset: Dataset,
+    data_cfg: DataConfig,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    drop_last: bool = False,
+    device: str | torch.device = "cpu",
+):
     """A loader over ``dataset`` with an ``EpochSampler``'s keys (``loader.sampler.set_epoch(e)``).
 
     ``drop_last`` also drops the last incomplete batch. Workers, pinned memory (CUDA only), persistent
@@ -742,10 +814,15 @@ def build_loader(dataset: Dataset, data_cfg: DataConfig, batch_size: int, *, shu
     sampler = EpochSampler(len(dataset), shuffle, seed, rank, world_size, drop_last)
     pin = bool(data_cfg.pin_memory and torch.device(device).type == "cuda")
     if isinstance(dataset, _ClipDataset) and dataset.fills_batches:
-        return BatchLoader(dataset, EpochBatchSampler(sampler, batch_size, drop_last), num_workers=workers,
-                           pin_memory=pin, persistent_workers=bool(data_cfg.persistent_workers and workers > 0),
-                           prefetch_factor=data_cfg.prefetch_factor if workers > 0 else None,
-                           device=torch.device(device))
+        return BatchLoader(
+            dataset,
+            EpochBatchSampler(sampler, batch_size, drop_last),
+            num_workers=workers,
+            pin_memory=pin,
+            persistent_workers=bool(data_cfg.persistent_workers and workers > 0),
+            prefetch_factor=data_cfg.prefetch_factor if workers > 0 else None,
+            device=torch.device(device),
+        )
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -9,6 +9,7 @@ Frames are resized by FFmpeg's swscale (bilinear) while converting to RGB, which
 converting at full size and resizing afterwards. Every failure is a ``DecodeError`` that names the
 file and a short reason code; raw PyAV exceptions never escape.
 """
+
 from __future__ import annotations
 
 import math
@@ -201,7 +202,9 @@ def _decoded(container, stream, path: str) -> Iterator[av.frame.Frame]:
                 bad += 1
                 if bad > MAX_BAD_PACKETS:
                     raise DecodeError(
-                        path, "decode_failed", f"decoding failed: more than {MAX_BAD_PACKETS} damaged packets ({_ffmpeg_message(error)})"
+                        path,
+                        "decode_failed",
+                        f"decoding failed: more than {MAX_BAD_PACKETS} damaged packets ({_ffmpeg_message(error)})",
                     ) from error
                 continue
             yield from frames
@@ -231,7 +234,9 @@ def iter_frames(
     time: output frame k shows the source frame on screen at ``t0 + k / fps`` (``t0`` the first
     frame's time), so frames are duplicated or dropped; this is what variable-frame-rate sources need.
     The last source frame lasts one frame period of its own. Only one decoded frame is held at a time.
-    ``threads``: decoder threads, 0 for one per core (see ``_open_video``). Raises DecodeError (``no_video_stream``, ``unreadable``, ``decode_failed``, ``empty``).
+
+    ``threads``: decoder threads, 0 for one per core (see ``_open_video``). Raises DecodeError
+    (``no_video_stream``, ``unreadable``, ``decode_failed``, ``empty``).
     """
     path = str(path)
     if fps is not None and fps <= 0:
@@ -250,7 +255,9 @@ def iter_frames(
         yield from _resample(_decoded(container, stream, path), path, to_rgb, fps, _frame_rate(stream))
 
 
-def _resample(frames: Iterator[av.VideoFrame], path: str, to_rgb: _ToRGB, fps: float, source_fps: float) -> Iterator[np.ndarray]:
+def _resample(
+    frames: Iterator[av.VideoFrame], path: str, to_rgb: _ToRGB, fps: float, source_fps: float
+) -> Iterator[np.ndarray]:
     """Constant-rate resampling by presentation time (see ``iter_frames``)."""
     period = 1.0 / (source_fps or fps)  # how long a frame lasts when its successor gives no time
     current: av.VideoFrame | None = None

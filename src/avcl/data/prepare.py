@@ -15,6 +15,7 @@ folders) and CSV rows whose file is missing are counted in the summary and liste
 and ``report.json``; only hidden files and OS junk (``.DS_Store``, ``Thumbs.db``) are merely counted.
 OUT must be new, empty or a cache: never SRC itself, a folder inside it, or a folder of other files.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -30,23 +31,30 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from avcl.progress import progress as progress_bar
 
 from avcl.data import cache as C
 from avcl.data.audio import MelSettings, log_mel
-from avcl.data.decode import DecodeError, iter_frames, probe, read_audio
 from avcl.data.classlists import load_class_list
-from avcl.data.sources import (NOT_A_VIDEO, OUTSIDE_SPLITS, VIDEO_EXTENSIONS, OfficialSplits, VideoItem, class_names,
-                               is_hidden, list_source)
+from avcl.data.decode import DecodeError, iter_frames, probe, read_audio
+from avcl.data.sources import (
+    NOT_A_VIDEO,
+    OUTSIDE_SPLITS,
+    VIDEO_EXTENSIONS,
+    OfficialSplits,
+    VideoItem,
+    class_names,
+    is_hidden,
+    list_source,
+)
 from avcl.errors import UserError
+from avcl.progress import progress as progress_bar
 
 DEFAULT_QUALITY = C.DEFAULT_QUALITY
 NO_AUDIO_NOTE = "usable by video-only methods only"
 # The options a resumed run must share with the first one (the frames and spectrograms must agree).
 _BINDING = ("format", "version", "frame_size", "fps", "jpeg_quality", "mel")
 # skipped.jsonl reasons of files that were never decoded, rewritten from the source listing by every run.
-_LISTING_REASONS = {"missing": "missing", NOT_A_VIDEO: "not_a_video_extension",
-                    OUTSIDE_SPLITS: "outside_split_folders"}
+_LISTING_REASONS = {"missing": "missing", NOT_A_VIDEO: "not_a_video_extension", OUTSIDE_SPLITS: "outside_split_folders"}
 _NOT_A_FILE = "not_a_regular_file"
 _CACHE_NAMES = {C.INDEX, C.SKIPPED, C.META, C.SETTINGS, C.REPORT, C.SHARDS}
 
@@ -94,8 +102,12 @@ def _prepare_one(item: VideoItem) -> dict:
         return {"entry": None, "skip": _skip(item.path, "error", f"{type(error).__name__}: {error}")}
     if location["num_frames"] < opts["min_frames"]:
         _writer.discard(location)
-        return {"entry": None, "skip": _skip(
-            item.path, "too_short", f"{location['num_frames']} frames, fewer than --min-frames {opts['min_frames']}")}
+        return {
+            "entry": None,
+            "skip": _skip(
+                item.path, "too_short", f"{location['num_frames']} frames, fewer than --min-frames {opts['min_frames']}"
+            ),
+        }
     # The stored frames' rate: --fps, else the stream's, else (no rate in the container) frames / duration.
     fps = float(opts["fps"] or info.fps or (location["num_frames"] / info.duration if info.duration > 0 else 0.0))
     entry = {
@@ -106,7 +118,10 @@ def _prepare_one(item: VideoItem) -> dict:
         "fps": fps,
         "duration": location["num_frames"] / fps if fps > 0 else info.duration,
         "has_audio": mel is not None,
-        **{k: location[k] for k in ("mel_frames", "shard", "offset", "table_offset", "mel_offset", "stats_offset", "size")},
+        **{
+            k: location[k]
+            for k in ("mel_frames", "shard", "offset", "table_offset", "mel_offset", "stats_offset", "size")
+        },
     }
     return {"entry": entry, "skip": audio_skip}
 
@@ -159,12 +174,17 @@ def _check_out(src: Path, out: Path) -> None:
     if not out.is_dir() or _is_cache(out):
         return
     # A run killed before it wrote settings.json leaves at most some of the cache's own names.
-    others = sorted(e.name for e in out.iterdir() if not is_hidden(e.name)
-                    and e.name not in _CACHE_NAMES and e.name.removesuffix(".tmp") not in _CACHE_NAMES)
+    others = sorted(
+        e.name
+        for e in out.iterdir()
+        if not is_hidden(e.name) and e.name not in _CACHE_NAMES and e.name.removesuffix(".tmp") not in _CACHE_NAMES
+    )
     if others:
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise UserError(f"OUT {out} is neither empty nor a prepared cache (it holds {shown}); "
-                        f"give a new or empty folder for the cache, outside the videos")
+        raise UserError(
+            f"OUT {out} is neither empty nor a prepared cache (it holds {shown}); "
+            f"give a new or empty folder for the cache, outside the videos"
+        )
 
 
 def _listing_records(missing: list[tuple[str, str]], ignored: list[tuple[str, str]]) -> list[dict]:
@@ -220,8 +240,12 @@ def _results(pending: list[VideoItem], workers: int, shard_dir: Path, run_id: st
             _writer.close()
         return
     # spawn: workers start clean, whatever threads (torch, tqdm) the calling process already runs.
-    executor = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_init_worker, initargs=(str(shard_dir), run_id, options, True))
+    executor = cf.ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(str(shard_dir), run_id, options, True),
+    )
     queue = iter(pending)
     in_flight: dict[cf.Future, VideoItem] = {}
     finished = 0
@@ -258,10 +282,20 @@ def _results(pending: list[VideoItem], workers: int, shard_dir: Path, run_id: st
     executor.shutdown(wait=True)
 
 
-def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, int] = (128, 171),
-            fps: float | None = None, quality: int = DEFAULT_QUALITY, workers: int | None = None,
-            min_frames: int = 16, videos_root: str | os.PathLike | None = None, progress: bool = True,
-            classes: str | os.PathLike | None = None, official: OfficialSplits | None = None) -> dict:
+def prepare(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    size: tuple[int, int] = (128, 171),
+    fps: float | None = None,
+    quality: int = DEFAULT_QUALITY,
+    workers: int | None = None,
+    min_frames: int = 16,
+    videos_root: str | os.PathLike | None = None,
+    progress: bool = True,
+    classes: str | os.PathLike | None = None,
+    official: OfficialSplits | None = None,
+) -> dict:
     """Decode the videos of ``src`` (class folders or a CSV, see ``avcl.data.sources``) into the cache ``out``.
 
     ``size``: (height, width) of the stored frames; ``fps``: resample to this rate (None keeps the source
@@ -284,8 +318,9 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
     if not items:
         detail = f"; {len(missing)} listed files are missing, e.g. {missing[0][0]}" if missing else ""
         if ignored:
-            detail += f"; {_files(len(ignored))} ignored ({_examples(ignored)}); the video extensions are " + \
-                      " ".join(sorted(VIDEO_EXTENSIONS))
+            detail += f"; {_files(len(ignored))} ignored ({_examples(ignored)}); the video extensions are " + " ".join(
+                sorted(VIDEO_EXTENSIONS)
+            )
         raise UserError(f"{src}: no video files found{detail}")
     out = Path(out)
     _check_out(Path(src), out)
@@ -311,8 +346,15 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
         options = {**settings, "quality": quality, "min_frames": min_frames}
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         new = 0
-        bar = progress_bar(total=len(items), initial=len(items) - len(pending), unit="video", desc="prepare",
-                   disable=not progress, dynamic_ncols=True, smoothing=0.05)
+        bar = progress_bar(
+            total=len(items),
+            initial=len(items) - len(pending),
+            unit="video",
+            desc="prepare",
+            disable=not progress,
+            dynamic_ncols=True,
+            smoothing=0.05,
+        )
         try:
             with open(index_path, "a") as index, open(skipped_path, "a") as skipped:
                 for item, result in _results(pending, workers, shard_dir, run_id, options):
@@ -324,8 +366,10 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *, size: tuple[int, 
                     bar.update()
         except KeyboardInterrupt:
             bar.close()
-            print(f"interrupted: {new} videos prepared in this run are kept; run the same command to resume",
-                  file=sys.stderr)
+            print(
+                f"interrupted: {new} videos prepared in this run are kept; run the same command to resume",
+                file=sys.stderr,
+            )
             raise
         bar.close()
         # The workers have exited: drop a shard that holds no video (every video its worker tried failed).
@@ -396,23 +440,32 @@ def format_summary(summary: dict) -> str:
     if summary["video_only"]:
         lines.append(f"  kept without audio ({NO_AUDIO_NOTE}): {summary['video_only']}")
     if summary.get("shorter_than_tcgl_tuple"):
-        lines.append(f"  shorter than a TCGL tuple (64 frames; tcgl.short_videos=skip|loop): {summary['shorter_than_tcgl_tuple']}")
+        lines.append(
+            "  shorter than a TCGL tuple (64 frames; tcgl.short_videos=skip|loop): "
+            f"{summary['shorter_than_tcgl_tuple']}"
+        )
     if summary["missing"]:
         names = [os.path.basename(r["path"]) for r in summary.get("missing_files", [])[:3]]
         more = ", ..." if summary["missing"] > len(names) else ""
-        lines.append(f"  listed but missing: {summary['missing']}" + (f" (e.g. {', '.join(names)}{more})" if names else ""))
+        lines.append(
+            f"  listed but missing: {summary['missing']}" + (f" (e.g. {', '.join(names)}{more})" if names else "")
+        )
     ignored = summary.get("ignored_files", [])
     for reason, count in sorted(summary.get("ignored_by_reason", {}).items()):
         pairs = [(r["path"], r["message"]) for r in ignored if r["message"] == reason]
         lines.append(f"  {_files(count)} ignored: {reason} ({_examples(pairs)})")
     if summary.get("orphan_bytes_dropped"):
         shards = summary["orphan_shards_trimmed"]
-        lines.append(f"  dropped {summary['orphan_bytes_dropped']} bytes that an interrupted run left at the end of "
-                     f"{shards} shard file{'' if shards == 1 else 's'}")
+        lines.append(
+            f"  dropped {summary['orphan_bytes_dropped']} bytes that an interrupted run left at the end of "
+            f"{shards} shard file{'' if shards == 1 else 's'}"
+        )
     if summary.get("classes_selected"):
         lines.append(f"  classes of {summary['classes_selected']}: videos found / listed per split")
-        lines += [f"    {label}: " + ", ".join(f"{split} {n['found']}/{n['listed']}" for split, n in splits.items())
-                  for label, splits in summary["per_class"].items()]
+        lines += [
+            f"    {label}: " + ", ".join(f"{split} {n['found']}/{n['listed']}" for split, n in splits.items())
+            for label, splits in summary["per_class"].items()
+        ]
     if summary["skipped"] or summary["video_only"] or summary["missing"] or ignored:
         out = Path(summary["out"])
         lines.append(f"  every file and its reason: {out / C.SKIPPED} (and {out / C.REPORT})")

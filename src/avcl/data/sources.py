@@ -16,12 +16,13 @@ Listed files that do not exist come back as ``(path, reason)`` pairs instead of 
 file beside the split folders) with its reason, and counts hidden files and OS junk (``.DS_Store``,
 ``Thumbs.db``, ``._*`` resource forks, anything under a hidden folder or ``__MACOSX``) without naming them.
 """
+
 from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,10 +32,28 @@ from avcl.errors import UserError
 # Containers FFmpeg reads that hold video: MP4/QuickTime, Matroska/WebM, AVI, Flash, MPEG program and
 # transport streams (.ts; .m2ts/.mts from AVCHD cameras; .vob from DVDs), 3GPP phone videos, Windows
 # Media (ASF), Ogg video.
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".mpg", ".mpeg", ".vob",
-    ".ts", ".m2ts", ".mts", ".3gp", ".3g2", ".wmv", ".asf", ".ogv",
-})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".avi",
+        ".flv",
+        ".mpg",
+        ".mpeg",
+        ".vob",
+        ".ts",
+        ".m2ts",
+        ".mts",
+        ".3gp",
+        ".3g2",
+        ".wmv",
+        ".asf",
+        ".ogv",
+    }
+)
 # OS metadata that sits beside videos (besides every name starting with a dot): ignored without a word.
 _JUNK_NAMES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx", "icon\r"})
 NOT_A_VIDEO = "not a video extension"
@@ -72,7 +91,9 @@ class SourceListing:
         table: dict[str, dict[str, dict[str, int]]] = {}
         for label, split in sorted(set(self.listed) | set(found), key=lambda k: (k[0] or "", k[1] or "")):
             table.setdefault(label or "-", {})[split or "-"] = {
-                "listed": self.listed.get((label, split), found[(label, split)]), "found": found[(label, split)]}
+                "listed": self.listed.get((label, split), found[(label, split)]),
+                "found": found[(label, split)],
+            }
         return table
 
 
@@ -280,20 +301,30 @@ def list_source(
         raise UserError(f"{src}: expected a folder of videos or a .csv file")
     # A file listed twice (e.g. the same clip in two rows) is kept once.
     unique = {item.path: item for item in items}
-    return SourceListing(_sorted(unique.values()), sorted(set(missing)), sorted(walk.ignored), walk.hidden,
-                         dict(listed) or dict(Counter((i.label, i.split) for i in unique.values())))
+    return SourceListing(
+        _sorted(unique.values()),
+        sorted(set(missing)),
+        sorted(walk.ignored),
+        walk.hidden,
+        dict(listed) or dict(Counter((i.label, i.split) for i in unique.values())),
+    )
 
 
-def _keep_classes(items: list[VideoItem], missing: list[tuple[str, str]], listed: Counter,
-                  classes: list[str] | None, source: str) -> tuple[list[VideoItem], list[tuple[str, str]], Counter]:
+def _keep_classes(
+    items: list[VideoItem], missing: list[tuple[str, str]], listed: Counter, classes: list[str] | None, source: str
+) -> tuple[list[VideoItem], list[tuple[str, str]], Counter]:
     """The items, missing files (by their class folder) and listed counts of the ``classes`` only."""
     if classes is None:
         return items, missing, listed
-    matched = match_classes(classes, {item.label for item in items if item.label}
-                            | {label for label, _ in listed if label}, source)
+    matched = match_classes(
+        classes, {item.label for item in items if item.label} | {label for label, _ in listed if label}, source
+    )
     keep_missing = [(path, why) for path, why in missing if Path(path).parent.name in matched]
-    return ([item for item in items if item.label in matched], keep_missing,
-            Counter({key: n for key, n in listed.items() if key[0] in matched}))
+    return (
+        [item for item in items if item.label in matched],
+        keep_missing,
+        Counter({key: n for key, n in listed.items() if key[0] in matched}),
+    )
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ lines may end in spaces or CRLF, so a line is split on white space from the righ
 Both hold out a validation split from the training list, drawn by seed (800 videos for UCF101, 400 for
 HMDB51, as TCGL does).
 """
+
 from __future__ import annotations
 
 import os
@@ -53,8 +54,14 @@ def _hold_out_validation(items: list[VideoItem], count: int, seed: int, source: 
     return items
 
 
-def _result(items: list[VideoItem], missing: list[tuple[str, str]], not_found: Counter, val_videos: int,
-            seed: int, lists_dir: Path) -> tuple[list[VideoItem], list[tuple[str, str]], Counter]:
+def _result(
+    items: list[VideoItem],
+    missing: list[tuple[str, str]],
+    not_found: Counter,
+    val_videos: int,
+    seed: int,
+    lists_dir: Path,
+) -> tuple[list[VideoItem], list[tuple[str, str]], Counter]:
     """Hold out the validation split; count the listed videos per (class, split): found plus not found."""
     if val_videos:
         items = _hold_out_validation(items, val_videos, seed, str(lists_dir))

@@ -20,6 +20,7 @@ settings). Everything follows from the seed: the video of class ``c`` and index 
 decoded frames and audio are the same on every machine (:func:`media_hashes`, :func:`verify_benchmark`).
 ``docs/synthetic-benchmark.md`` describes the design.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,9 +39,9 @@ from typing import Callable, Iterator
 
 import av
 import numpy as np
-from avcl.progress import progress as progress_bar
 
 from avcl.errors import UserError
+from avcl.progress import progress as progress_bar
 
 PATTERNS = ("bounce", "slide", "swing", "pulse")
 SOUNDS = ("bell", "drum", "pluck", "clap")
@@ -49,10 +50,22 @@ SOUNDS = ("bell", "drum", "pluck", "clap")
 # classes share a pattern and others a timbre; the first 4 form a 2x2 grid, the first 8 (the default)
 # 4 patterns x 2 timbres, the first 12 4 patterns x 3 timbres, all 16 the full 4x4 grid.
 _CLASS_ORDER: tuple[tuple[str, str], ...] = (
-    ("bounce", "bell"), ("slide", "drum"), ("bounce", "drum"), ("slide", "bell"),
-    ("swing", "bell"), ("swing", "drum"), ("pulse", "bell"), ("pulse", "drum"),
-    ("bounce", "pluck"), ("slide", "pluck"), ("swing", "pluck"), ("pulse", "pluck"),
-    ("bounce", "clap"), ("slide", "clap"), ("swing", "clap"), ("pulse", "clap"),
+    ("bounce", "bell"),
+    ("slide", "drum"),
+    ("bounce", "drum"),
+    ("slide", "bell"),
+    ("swing", "bell"),
+    ("swing", "drum"),
+    ("pulse", "bell"),
+    ("pulse", "drum"),
+    ("bounce", "pluck"),
+    ("slide", "pluck"),
+    ("swing", "pluck"),
+    ("pulse", "pluck"),
+    ("bounce", "clap"),
+    ("slide", "clap"),
+    ("swing", "clap"),
+    ("pulse", "clap"),
 )
 MAX_CLASSES = len(_CLASS_ORDER)
 SPLITS = ("train", "val", "test")
@@ -60,8 +73,20 @@ SPLITS = ("train", "val", "test")
 # loudness follows the motion of the pattern (the pattern is in *when* it is loud, not in its spectrum);
 # "spectrum", a texture of its own per pattern (TEXTURE_OF_PATTERN: whistle, scrape, whoosh, hum).
 SOUND_CODES = ("timing", "spectrum")
-MANIFEST_COLUMNS = ("path", "label", "split", "pattern", "sound", "frames", "duration", "events", "shape", "texture",
-                    "video_sha256", "audio_sha256")
+MANIFEST_COLUMNS = (
+    "path",
+    "label",
+    "split",
+    "pattern",
+    "sound",
+    "frames",
+    "duration",
+    "events",
+    "shape",
+    "texture",
+    "video_sha256",
+    "audio_sha256",
+)
 # The cross-modal class cues: the shape that shows a timbre, and the sound texture that a pattern makes.
 SHAPE_OF_SOUND = {"bell": "disc", "drum": "square", "pluck": "triangle", "clap": "diamond"}
 TEXTURE_OF_PATTERN = {"bounce": "whistle", "slide": "scrape", "swing": "whoosh", "pulse": "hum"}
@@ -116,8 +141,9 @@ class _Clip:
     texture: str  # the sound texture that follows the motion (a value of TEXTURE_OF_PATTERN)
 
 
-def _event_schedule(rng: np.random.Generator, num_frames: int, fps: int, difficulty: float,
-                    event_rate: float = 0.8) -> np.ndarray:
+def _event_schedule(
+    rng: np.random.Generator, num_frames: int, fps: int, difficulty: float, event_rate: float = 0.8
+) -> np.ndarray:
     """Impact frames that recur over the whole clip, one interval apart (``1 / event_rate`` seconds times
     0.8-1.25 per video, jittered per impact by 10 % (difficulty 0) to 35 % (difficulty 1)), at least 3
     frames apart.
@@ -177,8 +203,14 @@ def _random_colour(rng: np.random.Generator, c1: np.ndarray, c2: np.ndarray, min
 
 
 # The fixed palette the looks vary around (``look``): background gradient ends, floor, walls, object.
-_PALETTE = {"c1": (70.0, 90.0, 120.0), "c2": (110.0, 130.0, 150.0), "floor": (60.0, 50.0, 40.0),
-            "wall": (150.0, 150.0, 160.0), "object": (235.0, 205.0, 60.0), "rod": (30.0, 30.0, 30.0)}
+_PALETTE = {
+    "c1": (70.0, 90.0, 120.0),
+    "c2": (110.0, 130.0, 150.0),
+    "floor": (60.0, 50.0, 40.0),
+    "wall": (150.0, 150.0, 160.0),
+    "object": (235.0, 205.0, 60.0),
+    "rod": (30.0, 30.0, 30.0),
+}
 
 
 def _look_colour(rng: np.random.Generator, name: str, look: float) -> np.ndarray:
@@ -229,8 +261,9 @@ def _stamp(img: np.ndarray, shape: str, cx: float, cy: float, r: float, colour: 
     box += alpha * (colour - box)
 
 
-def _stamp_segment(img: np.ndarray, p: tuple[float, float], q: tuple[float, float], half_width: float,
-                   colour: np.ndarray) -> None:
+def _stamp_segment(
+    img: np.ndarray, p: tuple[float, float], q: tuple[float, float], half_width: float, colour: np.ndarray
+) -> None:
     """Paint an anti-aliased thick segment from ``p`` to ``q`` (``(x, y)`` pixels) into ``img`` in place."""
     h, w = img.shape[:2]
     pad = half_width + 1
@@ -268,9 +301,20 @@ def _draw_cues(rng: np.random.Generator, pattern: str, sound: str, cue: float) -
     return shape, texture
 
 
-def _render_frames(rng: np.random.Generator, pattern: str, shape: str, starts: np.ndarray, num_frames: int,
-                   height: int, width: int, fps: int, difficulty: float, look: float = 0.35, size: float = 1.5,
-                   distractors: int = 0) -> np.ndarray:
+def _render_frames(
+    rng: np.random.Generator,
+    pattern: str,
+    shape: str,
+    starts: np.ndarray,
+    num_frames: int,
+    height: int,
+    width: int,
+    fps: int,
+    difficulty: float,
+    look: float = 0.35,
+    size: float = 1.5,
+    distractors: int = 0,
+) -> np.ndarray:
     """Draw the clip: frames (T, H, W, 3) uint8 of the object of ``shape`` doing ``pattern`` with the
     impacts ``starts`` (see :func:`_event_schedule`).
 
@@ -288,7 +332,7 @@ def _render_frames(rng: np.random.Generator, pattern: str, shape: str, starts: n
     c2 = _look_colour(rng, "c2", look).astype(np.float64)
     angle = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    ramp = (np.cos(angle) * xx / width + np.sin(angle) * yy / height)
+    ramp = np.cos(angle) * xx / width + np.sin(angle) * yy / height
     ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
     bg = c1 + ramp[..., None] * (c2 - c1)
     texture_amp = look * rng.uniform(5, 10 + 40 * d) / 0.35
@@ -336,7 +380,7 @@ def _render_frames(rng: np.random.Generator, pattern: str, shape: str, starts: n
         cy = (py + length * np.cos(theta)).astype(np.float32)
         # The post the bob strikes when it swings back to the vertical.
         post_x0 = round(px - side * r - (post_w if side > 0 else 0))
-        bg[int(py + length - r):floor_top, max(0, post_x0):max(0, post_x0 + round(post_w))] = wall_colour
+        bg[int(py + length - r) : floor_top, max(0, post_x0) : max(0, post_x0 + round(post_w))] = wall_colour
         rod = (px, py, max(0.8, r / 5), _look_colour(rng, "rod", look))
     else:  # pulse: the object swells and lights up at each beat, then relaxes
         cx = np.full(num_frames, rng.uniform(left + 2 * r, right - 2 * r), np.float32)
@@ -355,10 +399,15 @@ def _render_frames(rng: np.random.Generator, pattern: str, shape: str, starts: n
         yc = rng.uniform(ay, floor_top - ay) if room_h > 2 * ay else room_h / 2
         fx, fy = rng.uniform(0.15, 0.5, 2)
         p1, p2 = rng.uniform(0, 2 * np.pi, 2)
-        movers.append((
-            _SHAPES[int(rng.integers(len(_SHAPES)))], dr, _random_colour(rng, c1, c2, 60 + 40 * look),
-            xc + ax * np.sin(2 * np.pi * fx * t + p1), yc + ay * np.sin(2 * np.pi * fy * t + p2),
-        ))
+        movers.append(
+            (
+                _SHAPES[int(rng.integers(len(_SHAPES)))],
+                dr,
+                _random_colour(rng, c1, c2, 60 + 40 * look),
+                xc + ax * np.sin(2 * np.pi * fx * t + p1),
+                yc + ay * np.sin(2 * np.pi * fy * t + p2),
+            )
+        )
 
     # Frame by frame, so the float working copy stays small and in cache.
     frames = np.empty((num_frames, height, width, 3), np.uint8)
@@ -440,7 +489,10 @@ def _clap(rng: np.random.Generator, fc: float, sr: int, decay: float) -> np.ndar
 # name -> (sound function, centre pitch or band in Hz). Pitch ranges overlap at high difficulty, so the
 # timbre (partials, decay, noisiness), not one frequency bin, tells the sounds apart.
 _TIMBRES: dict[str, tuple[Callable[..., np.ndarray], float]] = {
-    "bell": (_bell, 880.0), "drum": (_drum, 110.0), "pluck": (_pluck, 262.0), "clap": (_clap, 1600.0),
+    "bell": (_bell, 880.0),
+    "drum": (_drum, 110.0),
+    "pluck": (_pluck, 262.0),
+    "clap": (_clap, 1600.0),
 }
 
 
@@ -463,7 +515,9 @@ def _distractor_sound(rng: np.random.Generator, sr: int) -> np.ndarray:
         return (np.sin(2 * np.pi * np.cumsum(freq) / sr) * env).astype(np.float32)
     n = int(0.3 * sr)
     t = np.arange(n) / sr
-    return (np.sin(2 * np.pi * np.exp(rng.uniform(np.log(200), np.log(3000))) * t) * np.exp(-t / 0.05)).astype(np.float32)
+    return (np.sin(2 * np.pi * np.exp(rng.uniform(np.log(200), np.log(3000))) * t) * np.exp(-t / 0.05)).astype(
+        np.float32
+    )
 
 
 _PATTERN_OF_TEXTURE = {texture: pattern for pattern, texture in TEXTURE_OF_PATTERN.items()}
@@ -490,8 +544,9 @@ def motion_envelope(pattern: str, starts: np.ndarray, t: np.ndarray) -> np.ndarr
     return np.where(distance < _TEXTURE_WIDTH / 2, 0.5 + 0.5 * np.cos(2 * np.pi * distance / _TEXTURE_WIDTH), 0.0)
 
 
-def _timing_texture(rng: np.random.Generator, texture: str, starts: np.ndarray, num_samples: int, fps: int,
-                    sr: int) -> np.ndarray:
+def _timing_texture(
+    rng: np.random.Generator, texture: str, starts: np.ndarray, num_samples: int, fps: int, sr: int
+) -> np.ndarray:
     """(S,) float32: the shared texture (band noise, 1-2 kHz centre, one octave) whose loudness follows the
     motion of the pattern of ``texture`` (:func:`motion_envelope`); unit RMS. Same draws for every texture."""
     carrier = _band_noise(rng, num_samples, sr, 1400 * 2 ** rng.uniform(-0.5, 0.5), 0.5)
@@ -499,8 +554,9 @@ def _timing_texture(rng: np.random.Generator, texture: str, starts: np.ndarray, 
     return (carrier * motion_envelope(_PATTERN_OF_TEXTURE[texture], starts, t)).astype(np.float32)
 
 
-def _texture(rng: np.random.Generator, texture: str, starts: np.ndarray, num_samples: int, fps: int,
-             sr: int) -> np.ndarray:
+def _texture(
+    rng: np.random.Generator, texture: str, starts: np.ndarray, num_samples: int, fps: int, sr: int
+) -> np.ndarray:
     """(S,) float32: the sound ``texture`` that the motion of its pattern makes between the impacts ``starts``.
 
     A unit-RMS carrier times an envelope in [0, 1] that follows the pattern's motion, computed from the
@@ -541,12 +597,23 @@ def _add_at(audio: np.ndarray, sound: np.ndarray, start: int) -> None:
     """Mix ``sound`` into ``audio`` from sample ``start`` on, cut at the end of the clip."""
     if 0 <= start < len(audio):
         n = min(len(sound), len(audio) - start)
-        audio[start:start + n] += sound[:n]
+        audio[start : start + n] += sound[:n]
 
 
-def _render_audio(rng: np.random.Generator, sound: str, texture: str, events: list[int], starts: np.ndarray,
-                  num_samples: int, fps: int, sr: int, difficulty: float, distractors: int = 0,
-                  ambient: float = 0.05, sound_code: str = "timing") -> np.ndarray:
+def _render_audio(
+    rng: np.random.Generator,
+    sound: str,
+    texture: str,
+    events: list[int],
+    starts: np.ndarray,
+    num_samples: int,
+    fps: int,
+    sr: int,
+    difficulty: float,
+    distractors: int = 0,
+    ambient: float = 0.05,
+    sound_code: str = "timing",
+) -> np.ndarray:
     """(S,) float32: the class sound at every impact frame of ``events`` (onset at ``frame * sr / fps``),
     distractor sounds at random times, background noise, and the motion ``texture`` over the impact
     schedule ``starts``. ``sound_code`` "timing": the shared texture of :func:`_timing_texture` at -10 dB
@@ -586,12 +653,36 @@ def _render_clip(job: _VideoJob) -> _Clip:
     shape, texture = _draw_cues(rng, pattern, sound, job.cue)
     num_frames = max(2, round(rng.uniform(job.min_duration, job.max_duration) * job.fps))
     starts = _event_schedule(rng, num_frames, job.fps, job.difficulty, job.event_rate)
-    frames = _render_frames(rng, pattern, shape, starts, num_frames, job.height, job.width, job.fps,
-                            job.difficulty, job.look, job.size, job.distractors)
+    frames = _render_frames(
+        rng,
+        pattern,
+        shape,
+        starts,
+        num_frames,
+        job.height,
+        job.width,
+        job.fps,
+        job.difficulty,
+        job.look,
+        job.size,
+        job.distractors,
+    )
     events = [int(e) for e in starts if 0 <= e < num_frames]
     num_samples = round(num_frames * job.sample_rate / job.fps)
-    audio = _render_audio(rng, sound, texture, events, starts, num_samples, job.fps, job.sample_rate,
-                          job.difficulty, job.distractors, job.ambient, job.sound_code)
+    audio = _render_audio(
+        rng,
+        sound,
+        texture,
+        events,
+        starts,
+        num_samples,
+        job.fps,
+        job.sample_rate,
+        job.difficulty,
+        job.distractors,
+        job.ambient,
+        job.sound_code,
+    )
     return _Clip(frames, audio, events, shape, texture)
 
 
@@ -658,8 +749,8 @@ def _rgb_to_yuv420p(frames: np.ndarray) -> np.ndarray:
     v = ((112 * mr - 94 * mg - 18 * mb + 512) >> 10) + 128
     out = np.empty((t, h * 3 // 2, w), np.uint8)
     out[:, :h] = y
-    out[:, h:h + h // 4] = u.reshape(t, h // 4, w)
-    out[:, h + h // 4:] = v.reshape(t, h // 4, w)
+    out[:, h : h + h // 4] = u.reshape(t, h // 4, w)
+    out[:, h + h // 4 :] = v.reshape(t, h // 4, w)
     return out
 
 
@@ -693,7 +784,7 @@ def _write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, samp
         container.mux(video.encode())
         chunk = sample_rate  # one second per frame object; the encoder re-cuts them into AAC frames
         for start in range(0, len(audio), chunk):
-            frame = av.AudioFrame.from_ndarray(audio[None, start:start + chunk], format="fltp", layout="mono")
+            frame = av.AudioFrame.from_ndarray(audio[None, start : start + chunk], format="fltp", layout="mono")
             frame.sample_rate = sample_rate
             frame.pts = start
             frame.time_base = Fraction(1, sample_rate)
@@ -736,10 +827,17 @@ def _make_video(job: _VideoJob) -> dict[str, str]:
     pattern, sound = _CLASS_ORDER[job.class_index]
     video_hash, audio_hash = media_hashes(path)
     return {
-        "path": job.path, "label": f"{pattern}-{sound}", "pattern": pattern, "sound": sound,
-        "frames": str(len(clip.frames)), "duration": f"{len(clip.frames) / job.fps:.3f}",
-        "events": " ".join(str(e) for e in clip.events), "shape": clip.shape, "texture": clip.texture,
-        "video_sha256": video_hash, "audio_sha256": audio_hash,
+        "path": job.path,
+        "label": f"{pattern}-{sound}",
+        "pattern": pattern,
+        "sound": sound,
+        "frames": str(len(clip.frames)),
+        "duration": f"{len(clip.frames) / job.fps:.3f}",
+        "events": " ".join(str(e) for e in clip.events),
+        "shape": clip.shape,
+        "texture": clip.texture,
+        "video_sha256": video_hash,
+        "audio_sha256": audio_hash,
     }
 
 
@@ -766,11 +864,26 @@ def split_counts(n: int, splits: tuple[float, float, float]) -> tuple[int, int, 
     return counts[0], counts[1], counts[2]
 
 
-def _check_arguments(classes: int, per_class: int, height: int, width: int, fps: int, min_duration: float,
-                     max_duration: float, difficulty: float, sample_rate: int,
-                     splits: tuple[float, float, float], workers: int, cue: float, look: float = 0.35,
-                     size: float = 1.5, distractors: int = 0, ambient: float = 0.05, sound_code: str = "timing",
-                     event_rate: float = 0.8) -> None:
+def _check_arguments(
+    classes: int,
+    per_class: int,
+    height: int,
+    width: int,
+    fps: int,
+    min_duration: float,
+    max_duration: float,
+    difficulty: float,
+    sample_rate: int,
+    splits: tuple[float, float, float],
+    workers: int,
+    cue: float,
+    look: float = 0.35,
+    size: float = 1.5,
+    distractors: int = 0,
+    ambient: float = 0.05,
+    sound_code: str = "timing",
+    event_rate: float = 0.8,
+) -> None:
     class_names(classes)  # checks the range
     if per_class < 1:
         raise UserError(f"--per-class must be at least 1, not {per_class}")
@@ -818,8 +931,10 @@ def _prepare_folder(out: Path) -> None:
         raise UserError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         if not _is_benchmark(out):
-            raise UserError(f"{out} is not empty and holds no synthetic benchmark ({_MARKER} missing); "
-                            "choose an empty or new folder")
+            raise UserError(
+                f"{out} is not empty and holds no synthetic benchmark ({_MARKER} missing); "
+                "choose an empty or new folder"
+            )
         # A benchmark written before: replace it whole, so no video of other settings is left behind.
         for name in SPLITS:
             shutil.rmtree(out / name, ignore_errors=True)
@@ -843,13 +958,29 @@ def _run_jobs(jobs: list[_VideoJob], workers: int, progress: bool) -> Iterator[d
                 bar.update()
 
 
-def generate_benchmark(out: str | Path, classes: int = 8, per_class: int = 60, seed: int = 0,
-                       height: int = 128, width: int = 171, fps: int = 8, min_duration: float = 3.0,
-                       max_duration: float = 5.0, difficulty: float = 0.5, sample_rate: int = 24000,
-                       splits: tuple[float, float, float] = (0.6, 0.15, 0.25), workers: int = 2,
-                       progress: bool = True, cue: float = 1.0, look: float = 0.35, size: float = 1.5,
-                       distractors: int = 0, ambient: float = 0.05, sound_code: str = "timing",
-                       event_rate: float = 0.8) -> Path:
+def generate_benchmark(
+    out: str | Path,
+    classes: int = 8,
+    per_class: int = 60,
+    seed: int = 0,
+    height: int = 128,
+    width: int = 171,
+    fps: int = 8,
+    min_duration: float = 3.0,
+    max_duration: float = 5.0,
+    difficulty: float = 0.5,
+    sample_rate: int = 24000,
+    splits: tuple[float, float, float] = (0.6, 0.15, 0.25),
+    workers: int = 2,
+    progress: bool = True,
+    cue: float = 1.0,
+    look: float = 0.35,
+    size: float = 1.5,
+    distractors: int = 0,
+    ambient: float = 0.05,
+    sound_code: str = "timing",
+    event_rate: float = 0.8,
+) -> Path:
     """Write the benchmark into ``out`` and return the path of its ``manifest.csv``.
 
     ``classes`` pattern-sound classes (the first of the fixed order, see :func:`class_names`) with
@@ -870,8 +1001,26 @@ def generate_benchmark(out: str | Path, classes: int = 8, per_class: int = 60, s
     ``out`` must be new, empty, or a benchmark written before (which is replaced).
     """
     splits = tuple(float(s) for s in splits)  # type: ignore[assignment]
-    _check_arguments(classes, per_class, height, width, fps, min_duration, max_duration, difficulty,
-                     sample_rate, splits, workers, cue, look, size, distractors, ambient, sound_code, event_rate)
+    _check_arguments(
+        classes,
+        per_class,
+        height,
+        width,
+        fps,
+        min_duration,
+        max_duration,
+        difficulty,
+        sample_rate,
+        splits,
+        workers,
+        cue,
+        look,
+        size,
+        distractors,
+        ambient,
+        sound_code,
+        event_rate,
+    )
     out = Path(out)
     _prepare_folder(out)
     height, width = height + height % 2, width + width % 2
@@ -879,18 +1028,52 @@ def generate_benchmark(out: str | Path, classes: int = 8, per_class: int = 60, s
     counts = split_counts(per_class, splits)
     split_of = [name for name, count in zip(SPLITS, counts) for _ in range(count)]
     jobs = [
-        _VideoJob(str(out / split_of[i] / name / f"{name}_{i:04d}.mp4"), c, i, seed, height, width, fps,
-                  min_duration, max_duration, difficulty, sample_rate, cue, look, size, distractors, ambient,
-                  sound_code, event_rate)
-        for c, name in enumerate(names) for i in range(per_class)
+        _VideoJob(
+            str(out / split_of[i] / name / f"{name}_{i:04d}.mp4"),
+            c,
+            i,
+            seed,
+            height,
+            width,
+            fps,
+            min_duration,
+            max_duration,
+            difficulty,
+            sample_rate,
+            cue,
+            look,
+            size,
+            distractors,
+            ambient,
+            sound_code,
+            event_rate,
+        )
+        for c, name in enumerate(names)
+        for i in range(per_class)
     ]
     settings = {
-        "generator": "avcl synth", "complete": False, "classes": names, "per_class": per_class,
-        "seed": seed, "height": height, "width": width, "fps": fps, "min_duration": min_duration,
-        "max_duration": max_duration, "difficulty": difficulty, "cue": cue, "look": look, "size": size,
-        "distractors": distractors, "ambient": ambient, "sound_code": sound_code, "event_rate": event_rate,
+        "generator": "avcl synth",
+        "complete": False,
+        "classes": names,
+        "per_class": per_class,
+        "seed": seed,
+        "height": height,
+        "width": width,
+        "fps": fps,
+        "min_duration": min_duration,
+        "max_duration": max_duration,
+        "difficulty": difficulty,
+        "cue": cue,
+        "look": look,
+        "size": size,
+        "distractors": distractors,
+        "ambient": ambient,
+        "sound_code": sound_code,
+        "event_rate": event_rate,
         "sample_rate": sample_rate,
-        "splits": dict(zip(SPLITS, splits)), "split_counts": dict(zip(SPLITS, counts)), "videos": len(jobs),
+        "splits": dict(zip(SPLITS, splits)),
+        "split_counts": dict(zip(SPLITS, counts)),
+        "videos": len(jobs),
     }
     # Written first, so that a rerun recognises (and replaces) even an interrupted benchmark.
     _write_json(out / _MARKER, settings)
@@ -948,7 +1131,9 @@ def verify_benchmark(out: str | Path, workers: int = 2, progress: bool = False) 
     if rows and "video_sha256" not in rows[0]:
         raise UserError(f"{manifest} has no media hashes (written by an older avcl synth)")
     args = [(str(out / row["path"]), row["video_sha256"], row["audio_sha256"]) for row in rows]
-    bar = tqdm(total=len(args), desc="avcl synth --verify", unit="video", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(
+        total=len(args), desc="avcl synth --verify", unit="video", disable=not progress, dynamic_ncols=True
+    )
     with bar:
         if workers <= 1 or len(args) < 2:
             results = []

@@ -9,6 +9,7 @@ cache statistics, resized to ``audio_size x audio_size`` (bilinear, antialiased 
 cropped to ``audio_crop x audio_crop``. ``spectrogram_crop`` computes only the crop of the resized
 image, which is the same numbers as resizing everything and cropping, at a fraction of the cost.
 """
+
 from __future__ import annotations
 
 import functools
@@ -144,7 +145,9 @@ def parse_audio_window(window: str | float | None) -> float | None:
     return seconds
 
 
-def audio_window(mel: np.ndarray, seconds: float | None, centre_time: float, mel_fps: float, pad_value: np.ndarray) -> np.ndarray:
+def audio_window(
+    mel: np.ndarray, seconds: float | None, centre_time: float, mel_fps: float, pad_value: np.ndarray
+) -> np.ndarray:
     """Cut the (n_mels, frames) log-mel to the audio window.
 
     ``seconds=None``: the whole spectrogram (no copy). Otherwise ``round(seconds * mel_fps)`` frames

@@ -11,6 +11,7 @@ Videos shorter than a tuple are dropped (``tcgl.short_videos=skip``, the default
 frame indices wrapping around (``loop``); the dataset counts them in ``short_videos`` and says so in
 ``report``. Determinism as ``avcl.data.datasets``: all randomness of a sample comes from its key.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -43,13 +44,16 @@ def tuple_frame_ids(start: int, clip_len: int, gap: int, num_frames: int, loop: 
     if loop:
         return (ids % num_frames).astype(np.int64)
     if start < 0 or ids.max() >= num_frames:
-        raise ValueError(f"a tuple of {tuple_length(clip_len, gap)} frames from frame {start} does not fit "
-                         f"in a video of {num_frames} frames")
+        raise ValueError(
+            f"a tuple of {tuple_length(clip_len, gap)} frames from frame {start} does not fit "
+            f"in a video of {num_frames} frames"
+        )
     return ids.astype(np.int64)
 
 
-def random_tuple(num_frames: int, clip_len: int, gap: int, rng: np.random.Generator, loop: bool = False
-                 ) -> tuple[np.ndarray, int]:
+def random_tuple(
+    num_frames: int, clip_len: int, gap: int, rng: np.random.Generator, loop: bool = False
+) -> tuple[np.ndarray, int]:
     """``(ids, label)``: (3, clip_len) frame indices of the shuffled snippets and the permutation's index.
 
     The start is uniform over the ``num_frames - length + 1`` possible ones (0 for a looped short video).
@@ -68,8 +72,9 @@ class TupleDataset(PreparedDataset):
 
     fills_batches = False  # its samples are tuples (``tuple``, ``order``): the DataLoader collates them
 
-    def __init__(self, root: str | PreparedCache, split: str | None, data_cfg: DataConfig, tcgl_cfg: TCGLConfig,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, root: str | PreparedCache, split: str | None, data_cfg: DataConfig, tcgl_cfg: TCGLConfig, seed: int = 0
+    ) -> None:
         super().__init__(root, split, data_cfg, mode="train", require_audio=False, seed=seed)
         if tcgl_cfg.gap < 0:
             raise UserError(f"tcgl.gap must be >= 0 (got {tcgl_cfg.gap})")
@@ -84,11 +89,15 @@ class TupleDataset(PreparedDataset):
         if not self.loop:
             self.rows = self.rows[~short]
         what = "looped (frame indices wrap around)" if self.loop else "skipped"
-        self.report = (f"TCGL tuples of {self.length} frames (3 x {data_cfg.clip_len} + 2 x {self.gap}): "
-                       f"{self.short_videos} of {total} videos are shorter, {what}")
+        self.report = (
+            f"TCGL tuples of {self.length} frames (3 x {data_cfg.clip_len} + 2 x {self.gap}): "
+            f"{self.short_videos} of {total} videos are shorter, {what}"
+        )
         if len(self.rows) == 0:
-            raise UserError(f"{self.cache.root}: no video of split '{split}' holds a TCGL tuple of {self.length} "
-                            f"frames ({total} shorter); lower data.clip_len or tcgl.gap, or set tcgl.short_videos=loop")
+            raise UserError(
+                f"{self.cache.root}: no video of split '{split}' holds a TCGL tuple of {self.length} "
+                f"frames ({total} shorter); lower data.clip_len or tcgl.gap, or set tcgl.short_videos=loop"
+            )
 
     def __getitem__(self, key) -> dict[str, torch.Tensor]:
         pos, rng = self._key(key)

@@ -18,6 +18,7 @@ newest intact ``epoch-*.pt`` beside it.
 Files without the trailer (written by other programs, or by avcl before checkpoints carried a hash)
 are refused: their content cannot be verified.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -97,8 +98,10 @@ def _check(data) -> tuple[bool, str]:
         magic, length, digest = _TRAILER.unpack_from(data, len(data) - TRAILER_BYTES)
         if magic == MAGIC:
             if length != len(data) - TRAILER_BYTES:
-                return False, (f"{len(data)} bytes where its trailer records {length + TRAILER_BYTES}: "
-                               f"truncated or extended after it was written")
+                return False, (
+                    f"{len(data)} bytes where its trailer records {length + TRAILER_BYTES}: "
+                    f"truncated or extended after it was written"
+                )
             with memoryview(data) as view, view[:length] as payload:  # no copy of the payload
                 if hashlib.sha256(payload).digest() != digest:
                     return False, "its content does not match the sha256 stored in it: damaged after it was written"
@@ -134,6 +137,7 @@ def is_intact(path: str | Path) -> bool:
 
 def newest_intact(folder: Path, exclude: Path | None = None) -> Path | None:
     """The ``epoch-*.pt`` of ``folder`` with the highest epoch whose hash checks out."""
+
     def epoch(p: Path) -> int:
         match = re.fullmatch(r"epoch-(\d+)\.pt", p.name)
         return int(match.group(1)) if match else -1
@@ -149,8 +153,12 @@ def newest_intact(folder: Path, exclude: Path | None = None) -> Path | None:
 
 def _damaged(path: Path, why: str) -> CheckpointError:
     intact = newest_intact(path.parent, exclude=path)
-    hint = (f"the newest intact checkpoint beside it is {intact} (resume with --resume {intact}, or pass it as "
-            f"--checkpoint)" if intact else f"no intact epoch-*.pt beside it in {path.parent}")
+    hint = (
+        f"the newest intact checkpoint beside it is {intact} (resume with --resume {intact}, or pass it as "
+        f"--checkpoint)"
+        if intact
+        else f"no intact epoch-*.pt beside it in {path.parent}"
+    )
     return CheckpointError(f"{path}: damaged checkpoint, refused ({why}); {hint}")
 
 

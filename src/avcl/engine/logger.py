@@ -1,4 +1,5 @@
 """Run logs: JSON lines (always) and TensorBoard (optional), written by the main process only."""
+
 from __future__ import annotations
 
 import json

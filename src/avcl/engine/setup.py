@@ -1,4 +1,5 @@
 """What every run needs before its loop: the device, the dataset of a split and its loader."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,13 +28,17 @@ def setup_device(cfg: Config) -> torch.device:
 
 def open_cache(cfg: Config) -> PreparedCache:
     if not cfg.data.root:
-        raise UserError("data.root is not set: pass the folder written by `avcl prepare` (data.root=PATH or --data PATH)")
+        raise UserError(
+            "data.root is not set: pass the folder written by `avcl prepare` (data.root=PATH or --data PATH)"
+        )
     if not Path(cfg.data.root).is_dir():
         raise UserError(f"data.root {cfg.data.root} does not exist; run `avcl prepare SRC {cfg.data.root}` first")
     return PreparedCache(cfg.data.root)
 
 
-def split_dataset(cfg: Config, cache: PreparedCache, split: str, mode: str, require_audio: bool = True) -> PreparedDataset:
+def split_dataset(
+    cfg: Config, cache: PreparedCache, split: str, mode: str, require_audio: bool = True
+) -> PreparedDataset:
     """``mode``: train | eval | test, or ``tuple`` for TCGL's shuffled-snippet tuples (``avcl.data.tuples``)."""
     if mode == "tuple":
         from avcl.data.tuples import TupleDataset

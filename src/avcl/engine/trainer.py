@@ -10,6 +10,7 @@ line or the end of the epoch, naming the step, and leaves the last good checkpoi
 losses are means over the log interval's steps and over every rank, and a resumed run's log holds
 each step once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +24,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from avcl.progress import progress as progress_bar, write as progress_write
 
 from avcl import distributed as dist
 from avcl.config import Config
@@ -31,6 +31,8 @@ from avcl.data.transforms import to_model_input
 from avcl.engine.checkpoint import encode_checkpoint, load_checkpoint, write_checkpoint
 from avcl.engine.logger import RunLogger
 from avcl.errors import UserError
+from avcl.progress import progress as progress_bar
+from avcl.progress import write as progress_write
 
 CHECKPOINT_FORMAT = "avcl-checkpoint-1"
 
@@ -126,9 +128,10 @@ class StepGuard:
     :meth:`snapshot` (before the forward) copies what a step may change: the method's parameters and
     buffers (BatchNorm statistics, queues, momentum encoders) and the optimiser's state (momentum, Adam
     moments) into buffers kept from step to step (one more copy of all of them in memory).
-    :meth:`keep_if` (after the step) writes back ``where(ok, new, old)``. Zeroing the gradients would not do: SGD's weight decay and momentum move
-    the weights without any gradient. Optimiser state created by the step itself (the first step's
-    momentum buffer) is zeroed instead, which SGD without dampening and Adam read as "no state".
+    :meth:`keep_if` (after the step) writes back ``where(ok, new, old)``. Zeroing the gradients would not
+    do: SGD's weight decay and momentum move the weights without any gradient. Optimiser state created
+    by the step itself (the first step's momentum buffer) is zeroed instead, which SGD without dampening
+    and Adam read as "no state".
     State on another device than the flag (AdamW's step counter on the host while training on CUDA) is
     left alone: it would need the flag on the host.
 
@@ -146,7 +149,9 @@ class StepGuard:
 
     def _tensors(self) -> list[torch.Tensor]:
         seen: dict[int, torch.Tensor] = {}
-        for t in [*self.method.buffers()] if not self.device_side else [*self.method.parameters(), *self.method.buffers()]:
+        for t in (
+            [*self.method.buffers()] if not self.device_side else [*self.method.parameters(), *self.method.buffers()]
+        ):
             seen.setdefault(id(t), t)
         if not self.device_side:
             return list(seen.values())
@@ -187,9 +192,16 @@ class StepGuard:
                     torch.where(ok, t, torch.zeros_like(t), out=t)
 
 
-def optimisation_step(model: nn.Module, method: nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
-                      cfg: Config, device: torch.device, healthy: torch.Tensor | None = None,
-                      guard: StepGuard | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def optimisation_step(
+    model: nn.Module,
+    method: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: dict,
+    cfg: Config,
+    device: torch.device,
+    healthy: torch.Tensor | None = None,
+    guard: StepGuard | None = None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One training step: forward under autocast, backward, clipping, the optimiser step and the
     method's ``on_step_end``, guarded so that a non-finite loss or gradient changes nothing.
 
@@ -240,15 +252,43 @@ def optimisation_step(model: nn.Module, method: nn.Module, optimizer: torch.opti
 # data order would not mean what the new configuration says.
 RESUME_LENGTH_KEYS = {"train.epochs", "eval.epochs", "train.max_steps_per_epoch"}  # the schedule spans the new length
 RESUME_OPTIM_KEYS = {  # applied to the optimiser from the next step; momentum buffers are kept
-    "optim.lr", "optim.momentum", "optim.weight_decay", "optim.schedule", "optim.warmup_epochs",
-    "optim.step_epochs", "optim.step_gamma", "optim.lr_scaling", "optim.base_batch",
-    "eval.lr", "eval.momentum", "eval.weight_decay", "eval.schedule", "train.grad_clip", "train.amp",
+    "optim.lr",
+    "optim.momentum",
+    "optim.weight_decay",
+    "optim.schedule",
+    "optim.warmup_epochs",
+    "optim.step_epochs",
+    "optim.step_gamma",
+    "optim.lr_scaling",
+    "optim.base_batch",
+    "eval.lr",
+    "eval.momentum",
+    "eval.weight_decay",
+    "eval.schedule",
+    "train.grad_clip",
+    "train.amp",
 }
 RESUME_FREE_KEYS = {  # where and how the run works, not what it computes
-    "train.out", "data.root", "data.num_workers", "data.pin_memory", "data.persistent_workers",
-    "data.prefetch_factor", "data.normalize_on_device", "data.test_clips", "data.val_split", "data.test_split",
-    "train.device", "train.compile", "train.channels_last", "train.log_every", "train.keep_checkpoints",
-    "train.tensorboard", "train.progress", "eval.linear_lr", "eval.linear_weight_decay", "eval.linear_epochs",
+    "train.out",
+    "data.root",
+    "data.num_workers",
+    "data.pin_memory",
+    "data.persistent_workers",
+    "data.prefetch_factor",
+    "data.normalize_on_device",
+    "data.test_clips",
+    "data.val_split",
+    "data.test_split",
+    "train.device",
+    "train.compile",
+    "train.channels_last",
+    "train.log_every",
+    "train.keep_checkpoints",
+    "train.tensorboard",
+    "train.progress",
+    "eval.linear_lr",
+    "eval.linear_weight_decay",
+    "eval.linear_epochs",
     "eval.topk",
 }
 
@@ -522,8 +562,9 @@ class Trainer:
             batch = to_model_input(batch, cfg.data, self.device, channels_last=cfg.train.channels_last)
             self._last_batch = batch
             t1 = time.perf_counter()
-            out, self._healthy = optimisation_step(self.model, self.method, self.optimizer, batch, cfg, self.device,
-                                                   self._healthy, guard)
+            out, self._healthy = optimisation_step(
+                self.model, self.method, self.optimizer, batch, cfg, self.device, self._healthy, guard
+            )
             self._good += self._healthy
             self.scheduler.step()
             t2 = time.perf_counter()
@@ -570,16 +611,18 @@ class Trainer:
             return {}
         return {k: float(v) for k, v in fn(batch).items()}
 
-    def _check_and_reduce(self, window: torch.Tensor | None, steps: int, keys: list[str],
-                          epoch: int) -> dict[str, float]:
+    def _check_and_reduce(
+        self, window: torch.Tensor | None, steps: int, keys: list[str], epoch: int
+    ) -> dict[str, float]:
         """Stops the run (on every rank) when a step since the last check had a non-finite loss or
         gradient; otherwise returns the means of ``window`` (sums of ``keys`` over ``steps`` steps) over
         the steps and the ranks."""
         world = dist.world_size()
         unhealthy = (~self._healthy).to(torch.float64).reshape(1)
         good = self._good.to(torch.float64).reshape(1)
-        sums = window.to(torch.float64) if window is not None else torch.zeros(0, dtype=torch.float64,
-                                                                                  device=self.device)
+        sums = (
+            window.to(torch.float64) if window is not None else torch.zeros(0, dtype=torch.float64, device=self.device)
+        )
         packed = self._all_finite(torch.cat([unhealthy, good, sums]))
         if packed[0] > 0:
             # the ranks' flags agree (a non-finite loss anywhere makes every rank's gradients NaN)
@@ -587,8 +630,12 @@ class Trainer:
             last = self.out / "last.pt"
             kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
             amp = amp_dtype(self.device, self.cfg.train.amp)
-            hint = (f" Mixed precision is on (train.amp={self.cfg.train.amp}, {str(amp).removeprefix('torch.')}): "
-                    "try train.amp=off." if amp is not None else "")
+            hint = (
+                f" Mixed precision is on (train.amp={self.cfg.train.amp}, {str(amp).removeprefix('torch.')}): "
+                "try train.amp=off."
+                if amp is not None
+                else ""
+            )
             raise TrainingDiverged(
                 f"loss is not finite at step {first_bad} (epoch {epoch + 1}); no update was applied from that "
                 f"step on, {kept}. Lower optim.lr or check the data.{hint}"

@@ -3,6 +3,7 @@
 Video-level testing averages the logits of ``data.test_clips`` clips spread uniformly over each video
 (centre crop) and reports top-1 and top-5 accuracy, with a confusion-matrix PNG beside the numbers.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from avcl.progress import progress as progress_bar
 
 from avcl.config import Config
 from avcl.data.transforms import to_model_input
@@ -24,6 +24,7 @@ from avcl.errors import UserError
 from avcl.evaluation.plots import plot_confusion_matrix, plot_run
 from avcl.methods.base import Method
 from avcl.methods.supervised import Supervised
+from avcl.progress import progress as progress_bar
 
 
 # -- metrics -------------------------------------------------------------------------------------
@@ -43,16 +44,20 @@ def confusion_matrix(pred: np.ndarray, true: np.ndarray, num_classes: int) -> np
     return matrix
 
 
-def report_predictions(logits: Tensor, labels: Tensor, classes: list[str], out: Path | None, title: str,
-                       ks=(1, 5)) -> dict:
+def report_predictions(
+    logits: Tensor, labels: Tensor, classes: list[str], out: Path | None, title: str, ks=(1, 5)
+) -> dict:
     """Top-k, per-class accuracy and the confusion matrix; files ``metrics.json`` and ``confusion.png``."""
     metrics = topk_accuracy(logits, labels, ks)
     pred = logits.argmax(dim=1).numpy()
     true = labels.numpy()
     matrix = confusion_matrix(pred, true, len(classes))
-    per_class = {c: (100.0 * matrix[i, i] / matrix[i].sum()) if matrix[i].sum() else None for i, c in enumerate(classes)}
-    metrics.update({"videos": int(len(true)), "per_class_top1": per_class, "confusion": matrix.tolist(),
-                    "classes": list(classes)})
+    per_class = {
+        c: (100.0 * matrix[i, i] / matrix[i].sum()) if matrix[i].sum() else None for i, c in enumerate(classes)
+    }
+    metrics.update(
+        {"videos": int(len(true)), "per_class_top1": per_class, "confusion": matrix.tolist(), "classes": list(classes)}
+    )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         plot_confusion_matrix(matrix, classes, out / "confusion.png", title=f"{title}: top-1 {metrics['top1']:.1f}%")
@@ -62,7 +67,9 @@ def report_predictions(logits: Tensor, labels: Tensor, classes: list[str], out: 
 
 # -- features and logits over a loader -----------------------------------------------------------
 @torch.no_grad()
-def collect(fn: Callable[[dict], Tensor], loader, cfg: Config, device: torch.device, desc: str) -> tuple[Tensor, Tensor]:
+def collect(
+    fn: Callable[[dict], Tensor], loader, cfg: Config, device: torch.device, desc: str
+) -> tuple[Tensor, Tensor]:
     """Apply ``fn`` to every batch; test-mode batches (B, N, ...) are flattened to B*N clips and
     returned as (B, N, D). Returns (outputs on the CPU, labels)."""
     outs, labels = [], []
@@ -93,16 +100,23 @@ def _embed_fn(method: Method, modality: str) -> Callable[[dict], Tensor]:
 
 
 # -- video-level test ----------------------------------------------------------------------------
-def video_level_test(model: Supervised, cfg: Config, out: Path | None, split: str | None = None,
-                     device: torch.device | None = None, title: str = "test") -> dict:
+def video_level_test(
+    model: Supervised,
+    cfg: Config,
+    out: Path | None,
+    split: str | None = None,
+    device: torch.device | None = None,
+    title: str = "test",
+) -> dict:
     """Logits averaged over ``data.test_clips`` uniform clips per video (centre crop)."""
     device = device or setup_device(cfg)
     cache = open_cache(cfg)
     split = split or cfg.data.test_split
     model = model.to(device).eval()
     loader, dataset = _eval_loader(cfg, cache, split, "test", model.uses_audio, device)
-    logits, labels = collect(lambda b: model.classifier(model.embed(b.get("video"), b.get("audio"))),
-                             loader, cfg, device, f"test ({split})")
+    logits, labels = collect(
+        lambda b: model.classifier(model.embed(b.get("video"), b.get("audio"))), loader, cfg, device, f"test ({split})"
+    )
     metrics = report_predictions(logits.mean(dim=1), labels, dataset.classes, out, title, cfg.eval.topk)
     metrics.update({"split": split, "clips_per_video": cfg.data.test_clips, "modality": model.modality})
     if out is not None:
@@ -121,8 +135,9 @@ def clip_accuracy(model: Supervised, loader, cfg: Config, device: torch.device) 
     return 100.0 * float((logits.argmax(1) == labels).float().mean())
 
 
-def finetune(cfg: Config, out: str | Path, pretrained: Method | None = None, resume: bool = False,
-             test: bool = True) -> dict:
+def finetune(
+    cfg: Config, out: str | Path, pretrained: Method | None = None, resume: bool = False, test: bool = True
+) -> dict:
     """Train the encoders and a classifier end to end with labels (``eval.*`` settings; paper: SGD,
     weight decay 5e-3, 150 epochs) and keep the best validation epoch; then test it at video level.
 
@@ -135,10 +150,19 @@ def finetune(cfg: Config, out: str | Path, pretrained: Method | None = None, res
     seed_everything(cfg.train.seed)
     cache = open_cache(cfg)
     classes = list(cache.meta["classes"])
-    model = place_method(cfg, Supervised(cfg, len(classes), modality=cfg.eval.modality, backbone_method=pretrained), device)
+    model = place_method(
+        cfg, Supervised(cfg, len(classes), modality=cfg.eval.modality, backbone_method=pretrained), device
+    )
     train_set = split_dataset(cfg, cache, cfg.data.train_split, "train", require_audio=model.uses_audio)
-    loader = split_loader(cfg, train_set, batch_size=cfg.eval.batch_size, shuffle=True, device=device,
-                          distributed=True, drop_last=len(train_set) > cfg.eval.batch_size)
+    loader = split_loader(
+        cfg,
+        train_set,
+        batch_size=cfg.eval.batch_size,
+        shuffle=True,
+        device=device,
+        distributed=True,
+        drop_last=len(train_set) > cfg.eval.batch_size,
+    )
     val_split = cfg.data.val_split if _has_split(cache, cfg.data.val_split) else cfg.data.train_split
     val_loader, _ = _eval_loader(cfg, cache, val_split, "eval", model.uses_audio, device)
     optimizer = make_optimizer(model.parameters(), "sgd", cfg.eval.lr, cfg.eval.momentum, cfg.eval.weight_decay)
@@ -147,11 +171,24 @@ def finetune(cfg: Config, out: str | Path, pretrained: Method | None = None, res
         return make_schedule(opt, cfg.eval.schedule, cfg.eval.epochs, steps)
 
     trainer = Trainer(
-        cfg, model, loader, out=out, epochs=cfg.eval.epochs, optimizer=optimizer, scheduler_factory=schedule,
-        device=device, kind="finetune", metric="val_acc",
+        cfg,
+        model,
+        loader,
+        out=out,
+        epochs=cfg.eval.epochs,
+        optimizer=optimizer,
+        scheduler_factory=schedule,
+        device=device,
+        kind="finetune",
+        metric="val_acc",
         evaluate=lambda m: {"val_acc": clip_accuracy(m, val_loader, cfg, device)},
-        meta={"classes": classes, "num_classes": len(classes), "modality": model.modality,
-              "backbone_method": pretrained.name if pretrained is not None else None, "val_split": val_split},
+        meta={
+            "classes": classes,
+            "num_classes": len(classes),
+            "modality": model.modality,
+            "backbone_method": pretrained.name if pretrained is not None else None,
+            "val_split": val_split,
+        },
     )
     if resume:
         trainer.resume()
@@ -196,12 +233,16 @@ def _embed_modalities(method: Method, modalities: tuple[str, ...]) -> Callable[[
         if not swappable:
             return torch.cat([method.embed(video, audio, m) for m in modalities], dim=1)
         encoders = method.video_encoder, method.audio_encoder
-        given = (_Given(encoders[0](video)) if video is not None and any(m != "audio" for m in modalities) else encoders[0],
-                 _Given(encoders[1](audio)) if audio is not None and any(m != "video" for m in modalities) else encoders[1])
+        given = (
+            _Given(encoders[0](video)) if video is not None and any(m != "audio" for m in modalities) else encoders[0],
+            _Given(encoders[1](audio)) if audio is not None and any(m != "video" for m in modalities) else encoders[1],
+        )
         try:
             method._modules["video_encoder"], method._modules["audio_encoder"] = given
-            return torch.cat([method.embed(video if m != "audio" else None, audio if m != "video" else None, m)
-                              for m in modalities], dim=1)
+            return torch.cat(
+                [method.embed(video if m != "audio" else None, audio if m != "video" else None, m) for m in modalities],
+                dim=1,
+            )
         finally:
             method._modules["video_encoder"], method._modules["audio_encoder"] = encoders
 
@@ -209,8 +250,14 @@ def _embed_modalities(method: Method, modalities: tuple[str, ...]) -> Callable[[
 
 
 @torch.no_grad()
-def extract_features(method: Method, cfg: Config, split: str, modalities: tuple[str, ...] = PROBE_MODALITIES,
-                     device: torch.device | None = None, cache=None) -> tuple[dict[str, Tensor], Tensor]:
+def extract_features(
+    method: Method,
+    cfg: Config,
+    split: str,
+    modalities: tuple[str, ...] = PROBE_MODALITIES,
+    device: torch.device | None = None,
+    cache=None,
+) -> tuple[dict[str, Tensor], Tensor]:
     """Frozen features of every video of ``split``, in one pass over the data: for each modality a
     ``(videos, data.test_clips, D)`` tensor (uniform clips, centre crop), and the labels."""
     device = device or setup_device(cfg)
@@ -221,8 +268,10 @@ def extract_features(method: Method, cfg: Config, split: str, modalities: tuple[
     x, y = collect(_embed_modalities(method, modalities), loader, cfg, device, f"features ({split})")
     dims = [method.embed_dim(m) for m in modalities]
     if sum(dims) != x.shape[-1]:  # a method whose embed_dim does not describe its embed: one pass per modality
-        parts = [collect(_embed_modalities(method, (m,)), loader, cfg, device, f"features ({split}, {m})")[0]
-                 for m in modalities]
+        parts = [
+            collect(_embed_modalities(method, (m,)), loader, cfg, device, f"features ({split}, {m})")[0]
+            for m in modalities
+        ]
     else:
         parts = list(x.split(dims, dim=-1))
     return {m: p.contiguous() for m, p in zip(modalities, parts)}, y
@@ -236,14 +285,27 @@ def _weight_decays(cfg: Config) -> list[float]:
     return grid
 
 
-def _fit_logistic(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_iter: int,
-                  init: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+def _fit_logistic(
+    x: Tensor,
+    y: Tensor,
+    num_classes: int,
+    weight_decay: float,
+    max_iter: int,
+    init: tuple[Tensor, Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
     """Multinomial logistic regression, full batch, L-BFGS from zero (or from ``init``): deterministic
     for given features. Minimises mean cross-entropy + weight_decay / 2 * ||W||^2 (bias not decayed)."""
     w = (init[0].clone() if init else torch.zeros(x.shape[1], num_classes, dtype=x.dtype)).requires_grad_(True)
     b = (init[1].clone() if init else torch.zeros(num_classes, dtype=x.dtype)).requires_grad_(True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=10, tolerance_grad=1e-6,
-                            tolerance_change=1e-9, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=10,
+        tolerance_grad=1e-6,
+        tolerance_change=1e-9,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         opt.zero_grad()
@@ -261,8 +323,9 @@ def _video_logits(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     return logits.mean(dim=1) if x.dim() == 3 else logits
 
 
-def _standardised_fits(x: Tensor, y: Tensor, num_classes: int, weight_decays: list[float], max_iter: int,
-                       scale: Tensor | None = None) -> dict[float, tuple[Tensor, Tensor]]:
+def _standardised_fits(
+    x: Tensor, y: Tensor, num_classes: int, weight_decays: list[float], max_iter: int, scale: Tensor | None = None
+) -> dict[float, tuple[Tensor, Tensor]]:
     """One fit per weight decay on standardised features (statistics of ``x``; each feature then
     multiplied by ``scale``), the strongest decay first and each fit starting from the previous one;
     the standardisation is folded into the returned (W, b), which apply to raw features."""
@@ -282,9 +345,16 @@ def _standardised_fits(x: Tensor, y: Tensor, num_classes: int, weight_decays: li
 BLOCK_SCALES = ((1.0, 1.0), (1.0, 0.3), (1.0, 0.1), (0.3, 1.0), (0.1, 1.0))
 
 
-def _fit_probe(x: Tensor, y: Tensor, x_val: Tensor | None, y_val: Tensor | None, num_classes: int,
-               weight_decays: list[float], max_iter: int = 100,
-               blocks: tuple[int, ...] | None = None) -> tuple[nn.Linear, dict]:
+def _fit_probe(
+    x: Tensor,
+    y: Tensor,
+    x_val: Tensor | None,
+    y_val: Tensor | None,
+    num_classes: int,
+    weight_decays: list[float],
+    max_iter: int = 100,
+    blocks: tuple[int, ...] | None = None,
+) -> tuple[nn.Linear, dict]:
     """A regularised linear probe: multinomial logistic regression on standardised features.
 
     ``x``: (videos, clips, D) training features, each clip one sample; ``x_val`` likewise. The weight
@@ -307,8 +377,16 @@ def _fit_probe(x: Tensor, y: Tensor, x_val: Tensor | None, y_val: Tensor | None,
         torch.set_num_threads(threads)
 
 
-def _fit_probe_1(x: Tensor, y: Tensor, x_val: Tensor | None, y_val: Tensor | None, num_classes: int,
-                 weight_decays: list[float], max_iter: int, blocks: tuple[int, ...] | None) -> tuple[nn.Linear, dict]:
+def _fit_probe_1(
+    x: Tensor,
+    y: Tensor,
+    x_val: Tensor | None,
+    y_val: Tensor | None,
+    num_classes: int,
+    weight_decays: list[float],
+    max_iter: int,
+    blocks: tuple[int, ...] | None,
+) -> tuple[nn.Linear, dict]:
     if x.dim() == 2:
         x = x[:, None]
     if x_val is not None and x_val.dim() == 2:
@@ -339,14 +417,29 @@ def _fit_probe_1(x: Tensor, y: Tensor, x_val: Tensor | None, y_val: Tensor | Non
     with torch.no_grad():
         probe.weight.copy_(w.T)
         probe.bias.copy_(b)
-    choice = {"weight_decay": wd, "block_scale": list(sc) if sc is not None else None,
-              "val": [{"weight_decay": c[0], "block_scale": list(c[1]) if c[1] else None,
-                       "val_loss": round(v[0], 4), "val_top1": round(v[1], 2)} for c, v in scores.items()]}
+    choice = {
+        "weight_decay": wd,
+        "block_scale": list(sc) if sc is not None else None,
+        "val": [
+            {
+                "weight_decay": c[0],
+                "block_scale": list(c[1]) if c[1] else None,
+                "val_loss": round(v[0], 4),
+                "val_top1": round(v[1], 2),
+            }
+            for c, v in scores.items()
+        ],
+    }
     return probe, choice
 
 
-def linear_probes(method: Method, cfg: Config, out: str | Path | None,
-                  modalities: tuple[str, ...] = PROBE_MODALITIES, title: str = "linear probe") -> dict[str, dict]:
+def linear_probes(
+    method: Method,
+    cfg: Config,
+    out: str | Path | None,
+    modalities: tuple[str, ...] = PROBE_MODALITIES,
+    title: str = "linear probe",
+) -> dict[str, dict]:
     """Frozen encoders; a regularised linear classifier on the features of each modality (AVCL's
     "both" is its fused features), tested at video level. Features are extracted once per split.
 
@@ -366,23 +459,40 @@ def linear_probes(method: Method, cfg: Config, out: str | Path | None,
     results = {}
     parts = (method.embed_dim("video"), method.embed_dim("audio"))  # "both" is the two side by side
     for m in modalities:
-        probe, choice = _fit_probe(x_tr[m], y_tr, x_val[m] if x_val else None, y_val, len(classes),
-                                   _weight_decays(cfg), cfg.eval.linear_epochs, parts if m == "both" else None)
+        probe, choice = _fit_probe(
+            x_tr[m],
+            y_tr,
+            x_val[m] if x_val else None,
+            y_val,
+            len(classes),
+            _weight_decays(cfg),
+            cfg.eval.linear_epochs,
+            parts if m == "both" else None,
+        )
         with torch.no_grad():
             logits = probe(x_te[m]).mean(dim=1)
         where = None if out is None else (out if len(modalities) == 1 else out / m)
         metrics = report_predictions(logits, y_te, classes, where, f"{title} ({m})", cfg.eval.topk)
-        metrics.update({"protocol": "linear", "modality": m, "train_videos": int(len(y_tr)),
-                        "val_videos": int(len(y_val)) if y_val is not None else 0,
-                        "clips_per_video": int(x_tr[m].shape[1]), "feature_dim": int(x_tr[m].shape[-1]), **choice})
+        metrics.update(
+            {
+                "protocol": "linear",
+                "modality": m,
+                "train_videos": int(len(y_tr)),
+                "val_videos": int(len(y_val)) if y_val is not None else 0,
+                "clips_per_video": int(x_tr[m].shape[1]),
+                "feature_dim": int(x_tr[m].shape[-1]),
+                **choice,
+            }
+        )
         if where is not None:
             (where / "metrics.json").write_text(json.dumps(metrics, indent=2))
         results[m] = metrics
     return results
 
 
-def linear_probe(method: Method, cfg: Config, out: str | Path | None, modality: str | None = None,
-                 title: str = "linear probe") -> dict:
+def linear_probe(
+    method: Method, cfg: Config, out: str | Path | None, modality: str | None = None, title: str = "linear probe"
+) -> dict:
     """The linear probe of one modality (default ``eval.modality``); see ``linear_probes``."""
     modality = modality or cfg.eval.modality
     return linear_probes(method, cfg, out, (modality,), title)[modality]

@@ -4,6 +4,7 @@
 - :func:`diagnose`: both for a pretraining checkpoint, with the gated and the pre-gate linear probes,
   written to ``report.md`` and ``diagnostics.json``. ``python -m avcl.evaluation.diagnostics --help``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,8 @@ class PregateView(nn.Module):
 
 def dataset_features(method: nn.Module, cfg, split: str) -> tuple[Tensor, Tensor, Tensor]:
     """Encoder features and gate of the first evaluation clip of every video of ``split``."""
-    from avcl.evaluation.classify import _eval_loader, collect
     from avcl.engine.setup import open_cache, setup_device
+    from avcl.evaluation.classify import _eval_loader, collect
 
     device = setup_device(cfg)
     method = method.to(device).eval()
@@ -53,7 +54,7 @@ def dataset_features(method: nn.Module, cfg, split: str) -> tuple[Tensor, Tensor
 
     x, _ = collect(fn, loader, cfg, device, f"features ({split})")
     x = x[:, 0] if x.dim() == 3 else x
-    return x[:, :d], x[:, d:2 * d], x[:, 2 * d:]
+    return x[:, :d], x[:, d : 2 * d], x[:, 2 * d :]
 
 
 def diagnose(method: nn.Module, cfg, out: str | Path | None, probes: bool = True) -> dict:
@@ -70,8 +71,9 @@ def diagnose(method: nn.Module, cfg, out: str | Path | None, probes: bool = True
     result = {"loss_on": cfg.method.loss_on, "gate_only": check, "verdict": verdict(check, cfg.method.loss_on)}
     if probes:
         gated = linear_probe(method, cfg, out / "probe_gated" if out else None, modality="both", title="gated probe")
-        pregate = linear_probe(PregateView(method), cfg, out / "probe_pregate" if out else None, modality="both",
-                               title="pre-gate probe")
+        pregate = linear_probe(
+            PregateView(method), cfg, out / "probe_pregate" if out else None, modality="both", title="pre-gate probe"
+        )
         result["probe_top1"] = {"gated": gated["top1"], "pregate": pregate["top1"]}
     if out is not None:
         (out / "diagnostics.json").write_text(json.dumps(result, indent=2))
@@ -83,14 +85,22 @@ def report_markdown(result: dict) -> str:
     c = result["gate_only"]
     pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
     lines = [
-        "# AVCL diagnostics", "", result["verdict"], "",
-        f"Losses computed on: `{result['loss_on']}` features. Training split, first clip of {c['videos']} videos.", "",
+        "# AVCL diagnostics",
+        "",
+        result["verdict"],
+        "",
+        f"Losses computed on: `{result['loss_on']}` features. Training split, first clip of {c['videos']} videos.",
+        "",
         "| features | v->a retrieval top-1 (%) | per-dim cross-modal corr. | SelfCL loss | effective rank |",
         "|---|---|---|---|---|",
-        f"| encoders (pre-gate) | {pct(c['encoder_top1'])} | {c['encoder_corr']:.2f} | | {c['encoder_effective_rank']:.1f} |",
-        f"| fused (gated) | {pct(c['fused_top1'])} | {c['fused_corr']:.2f} | {c['fused_selfcl']:.3f} | {c['fused_effective_rank']:.1f} |",
-        f"| gate only (encoders -> mean) | {pct(c['gate_only_top1'])} | {c['gate_only_corr']:.2f} | {c['gate_only_selfcl']:.3f} | |",
-        f"| chance | {pct(c['chance_top1'])} | 0 | {c['chance_selfcl']:.3f} | |", "",
+        f"| encoders (pre-gate) | {pct(c['encoder_top1'])} | {c['encoder_corr']:.2f} | "
+        f"| {c['encoder_effective_rank']:.1f} |",
+        f"| fused (gated) | {pct(c['fused_top1'])} | {c['fused_corr']:.2f} | {c['fused_selfcl']:.3f} "
+        f"| {c['fused_effective_rank']:.1f} |",
+        f"| gate only (encoders -> mean) | {pct(c['gate_only_top1'])} | {c['gate_only_corr']:.2f} "
+        f"| {c['gate_only_selfcl']:.3f} | |",
+        f"| chance | {pct(c['chance_top1'])} | 0 | {c['chance_selfcl']:.3f} | |",
+        "",
         f"Gate values: mean {c['gate_mean']:.3g}, {pct(c['gate_low_fraction'])} % below 0.05, "
         f"{pct(c['gate_high_fraction'])} % above 0.95. The gate-only per-dimension correlation is 1 for any "
         "gate that varies (CGRA's diagonal can always be met through the gate) and its retrieval is high for "
@@ -100,8 +110,13 @@ def report_markdown(result: dict) -> str:
     ]
     if "probe_top1" in result:
         p = result["probe_top1"]
-        lines += ["", "| linear probe, both modalities | top-1 (%) |", "|---|---|",
-                  f"| gated (AMFM outputs) | {p['gated']:.1f} |", f"| pre-gate (encoder features) | {p['pregate']:.1f} |"]
+        lines += [
+            "",
+            "| linear probe, both modalities | top-1 (%) |",
+            "|---|---|",
+            f"| gated (AMFM outputs) | {p['gated']:.1f} |",
+            f"| pre-gate (encoder features) | {p['pregate']:.1f} |",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -110,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     from avcl.cli._common import add_config_options, config_from_args
     from avcl.engine.checkpoint import load_checkpoint
 
-    p = argparse.ArgumentParser(prog="python -m avcl.evaluation.diagnostics",
-                                description="Gate-only check and gated vs pre-gate linear probes of an AVCL checkpoint.")
+    p = argparse.ArgumentParser(
+        prog="python -m avcl.evaluation.diagnostics",
+        description="Gate-only check and gated vs pre-gate linear probes of an AVCL checkpoint.",
+    )
     p.add_argument("--checkpoint", required=True, help="AVCL pretraining checkpoint (file or run folder)")
     p.add_argument("--no-probes", action="store_true", help="only the gate-only check")
     add_config_options(p, out_help="report folder (default CHECKPOINT_DIR/diagnostics)")
@@ -124,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     result = diagnose(method, cfg, out, probes=not args.no_probes)
     print(result["verdict"])
     if "probe_top1" in result:
-        print(f"linear probe (both): gated {result['probe_top1']['gated']:.1f}%, pre-gate {result['probe_top1']['pregate']:.1f}%")
+        print(
+            f"linear probe (both): gated {result['probe_top1']['gated']:.1f}%, "
+            f"pre-gate {result['probe_top1']['pregate']:.1f}%"
+        )
     print(f"-> {out / 'report.md'}")
     return 0
 

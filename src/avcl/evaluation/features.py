@@ -12,6 +12,7 @@ decoded as ``avcl prepare`` would decode them (same resize, same log-mel); the s
 are normalised with that folder's own per-band statistics, as a cache's are with its training split's
 (all videos when the folder has no train split). ``FeatureSet`` is what the other commands read.
 """
+
 from __future__ import annotations
 
 import csv
@@ -52,8 +53,10 @@ class FeatureSet:
             writer = csv.writer(f)
             writer.writerow(["path", "label", "split"])
             writer.writerows(zip(self.paths, [label or "" for label in self.labels], [s or "" for s in self.splits]))
-        write_json_atomic(out / _INFO, {**self.info, "classes": self.classes, "videos": len(self.paths),
-                                        "dim": int(self.features.shape[1])})
+        write_json_atomic(
+            out / _INFO,
+            {**self.info, "classes": self.classes, "videos": len(self.paths), "dim": int(self.features.shape[1])},
+        )
         return out
 
     @classmethod
@@ -77,15 +80,15 @@ class FeatureSet:
         rows = [i for i, (s, label) in enumerate(zip(self.splits, self.labels)) if s == name and label in class_id]
         if not rows:
             present = sorted({s for s in self.splits if s})
-            raise UserError(f"no labelled video of split '{name}' in these features "
-                            f"(splits: {', '.join(present) or 'none'})")
+            raise UserError(
+                f"no labelled video of split '{name}' in these features (splits: {', '.join(present) or 'none'})"
+            )
         labels = torch.tensor([class_id[self.labels[i]] for i in rows])
         return torch.from_numpy(self.features[rows]).float(), labels
 
     def rows(self, name: str) -> list[int]:
         """Row numbers of the labelled videos of one split, in the order ``split`` returns them."""
-        return [i for i, (s, label) in enumerate(zip(self.splits, self.labels))
-                if s == name and label in self.classes]
+        return [i for i, (s, label) in enumerate(zip(self.splits, self.labels)) if s == name and label in self.classes]
 
 
 def clip_features(method: Method, batch: dict, modality: str, layer: str) -> Tensor:
@@ -138,12 +141,28 @@ def _folder_datasets(cfg: Config, folder: Path, size: tuple[int, int], needs_aud
     by_split: dict[str | None, list] = {}
     for item in items:
         by_split.setdefault(item.split, []).append(item)
-    return [(split, SourceDataset(group, classes, cfg.data, mode="test", size=size, seed=cfg.train.seed, mel=mel,
-                                  audio_stats=stats)) for split, group in by_split.items()], classes
+    return [
+        (
+            split,
+            SourceDataset(
+                group, classes, cfg.data, mode="test", size=size, seed=cfg.train.seed, mel=mel, audio_stats=stats
+            ),
+        )
+        for split, group in by_split.items()
+    ], classes
 
 
-def embed_videos(method: Method, cfg: Config, data: str | Path, *, modality: str = "both", layer: str = "pool",
-                 clips: int | None = None, size: tuple[int, int] = (128, 171), progress: bool = True) -> FeatureSet:
+def embed_videos(
+    method: Method,
+    cfg: Config,
+    data: str | Path,
+    *,
+    modality: str = "both",
+    layer: str = "pool",
+    clips: int | None = None,
+    size: tuple[int, int] = (128, 171),
+    progress: bool = True,
+) -> FeatureSet:
     """Features of every video of ``data`` (a prepared cache or a folder of videos); see the module docstring."""
     from avcl.data.datasets import build_loader
     from avcl.engine.setup import setup_device
@@ -165,8 +184,10 @@ def embed_videos(method: Method, cfg: Config, data: str | Path, *, modality: str
         cache = open_cache(cfg)
         classes = list(cache.meta["classes"])
         splits = cache.splits() or [None]
-        datasets = [(s, PreparedDataset(cache, s, cfg.data, mode="test", require_audio=needs_audio,
-                                        seed=cfg.train.seed)) for s in splits]
+        datasets = [
+            (s, PreparedDataset(cache, s, cfg.data, mode="test", require_audio=needs_audio, seed=cfg.train.seed))
+            for s in splits
+        ]
         source = "prepared cache"
     else:
         datasets, classes = _folder_datasets(cfg, data, size, needs_audio)
@@ -177,8 +198,9 @@ def embed_videos(method: Method, cfg: Config, data: str | Path, *, modality: str
         if len(dataset) == 0:
             continue
         loader = build_loader(dataset, cfg.data, cfg.eval.batch_size, shuffle=False, seed=cfg.train.seed)
-        x, y = collect(lambda b: clip_features(method, b, modality, layer), loader, cfg, device,
-                       f"embed ({split or 'all'})")
+        x, y = collect(
+            lambda b: clip_features(method, b, modality, layer), loader, cfg, device, f"embed ({split or 'all'})"
+        )
         features.append(x.mean(dim=1).numpy())
         for i, label in enumerate(y.tolist()):
             paths.append(_video_path(dataset, i))

@@ -6,6 +6,7 @@ is ``ReLU(sum_c w * A)`` per time step, upsampled trilinearly to the input's ``(
 to [0, 1] by its minimum and maximum over the whole clip (so each frame has its own map and the maps
 of one clip are comparable).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -13,6 +13,7 @@ nearest training videos shares its class. Two feature conventions:
 kNN (InstDisc, as solo-learn does it): cosine similarity to every training video, the k most similar
 vote with weight ``exp(similarity / temperature)``, top-1 and top-5 of the summed votes.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,8 +44,12 @@ def prepare_features(train: Tensor, test: Tensor, convention: str) -> tuple[Tens
 
 
 def retrieval_topk(
-    train: Tensor, train_labels: Tensor, test: Tensor, test_labels: Tensor,
-    ks: tuple[int, ...] = RETRIEVAL_KS, convention: str = "vcop",
+    train: Tensor,
+    train_labels: Tensor,
+    test: Tensor,
+    test_labels: Tensor,
+    ks: tuple[int, ...] = RETRIEVAL_KS,
+    convention: str = "vcop",
 ) -> dict[str, float]:
     """Percent of test videos with a same-class training video among their k nearest, for each k.
 
@@ -78,8 +83,13 @@ def knn_predict(
 
 
 def knn_accuracy(
-    train: Tensor, train_labels: Tensor, test: Tensor, test_labels: Tensor, num_classes: int,
-    k: int = 20, temperature: float = 0.07,
+    train: Tensor,
+    train_labels: Tensor,
+    test: Tensor,
+    test_labels: Tensor,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
 ) -> dict[str, float]:
     """Top-1 and top-5 accuracy (%) of the weighted kNN classifier."""
     votes = knn_predict(train, train_labels, test, num_classes, k, temperature)

@@ -1,4 +1,5 @@
 """Figures written next to the numbers: training curves, confusion matrices, comparison bars."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,7 +59,13 @@ def plot_training_curves(records: list[dict], path: str | Path, title: str = "tr
         if steps:
             ax.plot([r["step"] for r in steps], [r.get(key, np.nan) for r in steps], lw=1, label=f"{key} (steps)")
         if epochs:
-            ax.plot([r["step"] for r in epochs], [r.get(key, np.nan) for r in epochs], "o-", ms=3, label=f"{key} (epoch mean)")
+            ax.plot(
+                [r["step"] for r in epochs],
+                [r.get(key, np.nan) for r in epochs],
+                "o-",
+                ms=3,
+                label=f"{key} (epoch mean)",
+            )
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("loss")
     ax.set_title(title)
@@ -93,15 +100,28 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: str 
         for i in range(n):
             for j in range(n):
                 if matrix[i, j]:
-                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=6,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        int(matrix[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     return _save(fig, path)
 
 
-def plot_bars(names: Sequence[str], means: Sequence[float], stds: Sequence[float] | None, path: str | Path,
-              ylabel: str = "top-1 accuracy (%)", title: str = "") -> Path:
+def plot_bars(
+    names: Sequence[str],
+    means: Sequence[float],
+    stds: Sequence[float] | None,
+    path: str | Path,
+    ylabel: str = "top-1 accuracy (%)",
+    title: str = "",
+) -> Path:
     """One bar per row (e.g. per method), with standard deviations as error bars."""
     fig = _figure(max(5, 0.7 * len(names) + 2), 4)
     ax = fig.add_subplot()
@@ -113,8 +133,9 @@ def plot_bars(names: Sequence[str], means: Sequence[float], stds: Sequence[float
     return _save(fig, path)
 
 
-def plot_embedding(points: np.ndarray, labels: Sequence[int], classes: Sequence[str], path: str | Path,
-                   title: str = "") -> Path:
+def plot_embedding(
+    points: np.ndarray, labels: Sequence[int], classes: Sequence[str], path: str | Path, title: str = ""
+) -> Path:
     """A 2-D embedding (e.g. t-SNE), one colour per class, with a legend."""
     fig = _figure(7, 6)
     ax = fig.add_subplot()
@@ -132,16 +153,25 @@ def plot_embedding(points: np.ndarray, labels: Sequence[int], classes: Sequence[
     return _save(fig, path)
 
 
-def plot_image_rows(rows: Sequence[Sequence[np.ndarray]], captions: Sequence[Sequence[str]], path: str | Path,
-                    title: str = "", cell: float = 1.6) -> Path:
+def plot_image_rows(
+    rows: Sequence[Sequence[np.ndarray]],
+    captions: Sequence[Sequence[str]],
+    path: str | Path,
+    title: str = "",
+    cell: float = 1.6,
+) -> Path:
     """A grid of RGB images (uint8 HxWx3, or 2-D maps drawn with a colour map), one caption each."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig = _figure(cell * n_cols, cell * n_rows + (0.4 if title else 0))
     for r, (images, texts) in enumerate(zip(rows, captions)):
         for c, (image, text) in enumerate(zip(images, texts)):
             ax = fig.add_subplot(n_rows, n_cols, r * n_cols + c + 1)
-            ax.imshow(image, cmap="magma" if np.ndim(image) == 2 else None, aspect="auto",
-                      origin="lower" if np.ndim(image) == 2 else "upper")  # spectrograms: low bands at the bottom
+            ax.imshow(
+                image,
+                cmap="magma" if np.ndim(image) == 2 else None,
+                aspect="auto",
+                origin="lower" if np.ndim(image) == 2 else "upper",
+            )  # spectrograms: low bands at the bottom
             ax.set_title(text, fontsize=6)
             ax.axis("off")
     if title:
@@ -149,8 +179,13 @@ def plot_image_rows(rows: Sequence[Sequence[np.ndarray]], captions: Sequence[Seq
     return _save(fig, path)
 
 
-def plot_grouped_bars(names: Sequence[str], series: dict[str, Sequence[tuple[float | None, float | None]]],
-                      path: str | Path, ylabel: str = "top-1 accuracy (%)", title: str = "") -> Path:
+def plot_grouped_bars(
+    names: Sequence[str],
+    series: dict[str, Sequence[tuple[float | None, float | None]]],
+    path: str | Path,
+    ylabel: str = "top-1 accuracy (%)",
+    title: str = "",
+) -> Path:
     """Bars grouped per row (e.g. per method), one colour per series (e.g. video / audio / both);
     ``series[k][i]`` is (mean, std) of row i, None where the row has no value."""
     fig = _figure(max(5, 1.0 * len(names) + 2), 4)

@@ -1,4 +1,5 @@
 """Methods, one file each, and the registry that maps a config name to its class."""
+
 from __future__ import annotations
 
 from avcl.config import Config

@@ -1,4 +1,5 @@
 """AVCL (paper section 2): AMFM fusion, CGRA alignment and SelfCL contrast over two encoders."""
+
 from __future__ import annotations
 
 import torch
@@ -80,9 +81,12 @@ class AVCL(Method):
         if self.cgra_layers:
             l_cor = z_v.new_zeros((), dtype=torch.float32)
             for layer in self.cgra_layers:
-                x_v, x_a = (z_v, z_a) if layer == "pool" else (_global_pool(feats_v[layer]), _global_pool(feats_a[layer]))
-                l_cor = l_cor + cross_correlation_loss(x_v.float(), x_a.float(), lambd=m.cgra_lambda,
-                                                       standardize=m.standardize, reduction=m.cgra_reduce)
+                x_v, x_a = (
+                    (z_v, z_a) if layer == "pool" else (_global_pool(feats_v[layer]), _global_pool(feats_a[layer]))
+                )
+                l_cor = l_cor + cross_correlation_loss(
+                    x_v.float(), x_a.float(), lambd=m.cgra_lambda, standardize=m.standardize, reduction=m.cgra_reduce
+                )
             terms["cor"] = (m.lambda_cor, l_cor)
         if m.selfcl:
             terms["self"] = (m.lambda_self, info_nce_cross_modal(z_v.float(), z_a.float(), temperature=m.temperature))
@@ -91,7 +95,9 @@ class AVCL(Method):
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         terms = self.loss_terms(batch)
         out: dict[str, Tensor] = {f"loss_{name}": value.detach() for name, (_, value) in terms.items()}
-        loss = sum((weight * value for weight, value in terms.values()), batch["video"].new_zeros((), dtype=torch.float32))
+        loss = sum(
+            (weight * value for weight, value in terms.values()), batch["video"].new_zeros((), dtype=torch.float32)
+        )
         out["loss"] = loss
         return out
 
@@ -105,8 +111,9 @@ class AVCL(Method):
             out.update(batch_gate_only(self, batch))
         return out
 
-    def embed(self, video: Tensor | None, audio: Tensor | None, modality: str = "both",
-              features: str = "gated") -> Tensor:
+    def embed(
+        self, video: Tensor | None, audio: Tensor | None, modality: str = "both", features: str = "gated"
+    ) -> Tensor:
         """Table 4 evaluates AVCL on the AMFM-fused features, concatenated (``features="gated"``);
         ``features="pregate"`` gives the encoders' features, concatenated."""
         if features not in ("gated", "pregate"):

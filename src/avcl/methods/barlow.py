@@ -1,4 +1,5 @@
 """Barlow Twins (Zbontar et al., 2021) with the two modalities of a video as its two views (paper Table 4)."""
+
 from __future__ import annotations
 
 from torch import Tensor
@@ -31,4 +32,8 @@ class BarlowTwins(Method):
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         z_v = self.video_proj(self.video_encoder(batch["video"]))
         z_a = self.audio_proj(self.audio_encoder(batch["audio"]))
-        return {"loss": cross_correlation_loss(z_v.float(), z_a.float(), lambd=self.cfg.method.cgra_lambda, standardize=True)}
+        return {
+            "loss": cross_correlation_loss(
+                z_v.float(), z_a.float(), lambd=self.cfg.method.cgra_lambda, standardize=True
+            )
+        }

@@ -1,4 +1,5 @@
 """The base of every method: two encoders, a training objective, and the features used for evaluation."""
+
 from __future__ import annotations
 
 import torch

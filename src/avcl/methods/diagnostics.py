@@ -12,6 +12,7 @@ linear probes over a whole dataset is :mod:`avcl.evaluation.diagnostics`.
   the right audio for a video about as well as the real fused features, the gate, not the encoders,
   explains the cross-modal agreement the loss rewards.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avcl.losses import info_nce_cross_modal
+
 
 # -- gradient balance ----------------------------------------------------------------------------
 def encoder_parameters(method: nn.Module) -> list[nn.Parameter]:
@@ -59,7 +61,7 @@ def gradient_norms(method: nn.Module, batch: dict[str, Tensor]) -> dict[str, flo
                 v.copy_(buffers[k])
     out = {f"grad_norm_{n}": v for n, v in norms.items()}
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             out[f"grad_ratio_{a}_{b}"] = norms[a] / norms[b] if norms[b] > 0 else math.inf
     return out
 
@@ -124,23 +126,32 @@ def gate_only_check(v: Tensor, a: Tensor, gate: Tensor, temperature: float = 0.5
             "gate_high_fraction": float((gate > 0.95).float().mean()),
             "gate_mean": float(gate.float().mean()),
         }
-    r["explained"] = bool(r["fused_top1"] >= 5 * chance and r["fused_top1"] >= 2 * r["encoder_top1"]
-                          and r["gate_only_top1"] >= 0.5 * r["fused_top1"])
+    r["explained"] = bool(
+        r["fused_top1"] >= 5 * chance
+        and r["fused_top1"] >= 2 * r["encoder_top1"]
+        and r["gate_only_top1"] >= 0.5 * r["fused_top1"]
+    )
     return r
 
 
 def verdict(check: dict, loss_on: str) -> str:
     """One line for reports."""
-    numbers = (f"video->audio retrieval top-1: gate only {100 * check['gate_only_top1']:.1f} %, fused "
-               f"{100 * check['fused_top1']:.1f} %, encoders {100 * check['encoder_top1']:.1f} %, chance "
-               f"{100 * check['chance_top1']:.1f} %")
+    numbers = (
+        f"video->audio retrieval top-1: gate only {100 * check['gate_only_top1']:.1f} %, fused "
+        f"{100 * check['fused_top1']:.1f} %, encoders {100 * check['encoder_top1']:.1f} %, chance "
+        f"{100 * check['chance_top1']:.1f} %"
+    )
     if not check["explained"]:
         return f"GATE-ONLY CHECK: the gate alone does not explain the cross-modal agreement ({numbers})."
     if loss_on == "fused":
-        return (f"SHORTCUT: the AMFM gate alone explains the loss: with the encoder features replaced by their "
-                f"mean, the gated pairs still match ({numbers}).")
-    return (f"GATE-ONLY CHECK: the gate alone would explain a loss on the fused features ({numbers}); this "
-            f"run's loss is on the {loss_on} features, which do not go through the gate.")
+        return (
+            f"SHORTCUT: the AMFM gate alone explains the loss: with the encoder features replaced by their "
+            f"mean, the gated pairs still match ({numbers})."
+        )
+    return (
+        f"GATE-ONLY CHECK: the gate alone would explain a loss on the fused features ({numbers}); this "
+        f"run's loss is on the {loss_on} features, which do not go through the gate."
+    )
 
 
 @torch.no_grad()
@@ -154,5 +165,14 @@ def batch_gate_only(method: nn.Module, batch: dict[str, Tensor]) -> dict[str, fl
     finally:
         method.train(was_training)
     r = gate_only_check(v, a, gate, method.cfg.method.temperature)
-    return {f"batch_{k}": float(r[k]) for k in ("encoder_top1", "fused_top1", "gate_only_top1", "fused_selfcl",
-                                                "gate_only_selfcl", "encoder_effective_rank")}
+    return {
+        f"batch_{k}": float(r[k])
+        for k in (
+            "encoder_top1",
+            "fused_top1",
+            "gate_only_top1",
+            "fused_selfcl",
+            "gate_only_selfcl",
+            "encoder_effective_rank",
+        )
+    }

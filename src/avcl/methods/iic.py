@@ -4,6 +4,7 @@ Not the clustering method of the same acronym. Positives are the two views of on
 and its audio); negatives are the other videos of the batch (inter) and the same video with its
 temporal order broken (intra).
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,7 +23,9 @@ def _sample_seed(seed: int, step: int, index: int) -> int:
     return ((seed * 1_000_003 + step) * 1_000_033 + index) % (1 << 63)
 
 
-def intra_negative_frames(index: Tensor, num_frames: int, kinds: tuple[str, ...], seed: int = 0, step: int = 0) -> Tensor:
+def intra_negative_frames(
+    index: Tensor, num_frames: int, kinds: tuple[str, ...], seed: int = 0, step: int = 0
+) -> Tensor:
     """``(B, K, T)`` frame indices that break the temporal order of each clip, K = ``len(kinds)``.
 
     ``repeat``: one frame, drawn at random, repeated T times (no motion at all). ``shuffle``: a random
@@ -83,8 +86,9 @@ class IIC(Method):
     def intra_negatives(self, batch: dict[str, Tensor]) -> Tensor:
         """The time-broken copies of the batch's clips, ``(B, K, 3, T, H, W)``."""
         video = batch["video"]
-        frames = intra_negative_frames(batch["index"], video.shape[2], self.intra_kinds,
-                                       seed=self.cfg.train.seed, step=int(self.intra_step))
+        frames = intra_negative_frames(
+            batch["index"], video.shape[2], self.intra_kinds, seed=self.cfg.train.seed, step=int(self.intra_step)
+        )
         return break_temporal_order(video, frames)
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -95,5 +99,7 @@ class IIC(Method):
         z_intra = self.video_proj(self.video_encoder(intra.flatten(0, 1))).view(b, k, -1)
         if self.training:
             self.intra_step += 1
-        loss = info_nce_cross_modal_extra(z_v.float(), z_a.float(), z_intra.float(), temperature=self.cfg.method.temperature)
+        loss = info_nce_cross_modal_extra(
+            z_v.float(), z_a.float(), z_intra.float(), temperature=self.cfg.method.temperature
+        )
         return {"loss": 0.5 * loss}

@@ -2,6 +2,7 @@
 
 Also the home of the momentum (EMA) copies that BYOL uses too.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,8 +28,14 @@ def momentum_copy(online: nn.ModuleDict) -> nn.ModuleDict:
 
 def online_branches(method: Method) -> nn.ModuleDict:
     """A method's encoders and projectors, named as their momentum copies (a view, not registered)."""
-    return nn.ModuleDict({"video_encoder": method.video_encoder, "audio_encoder": method.audio_encoder,
-                          "video_proj": method.video_proj, "audio_proj": method.audio_proj})
+    return nn.ModuleDict(
+        {
+            "video_encoder": method.video_encoder,
+            "audio_encoder": method.audio_encoder,
+            "video_proj": method.video_proj,
+            "audio_proj": method.audio_proj,
+        }
+    )
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
 """SimCLR (Chen et al., 2020) with the two modalities of a video as its two views (paper Table 4)."""
+
 from __future__ import annotations
 
 from torch import Tensor

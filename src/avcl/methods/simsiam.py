@@ -1,4 +1,5 @@
 """SimSiam (Chen and He, 2021) with the two modalities of a video as its two views (paper Table 4)."""
+
 from __future__ import annotations
 
 from torch import Tensor

@@ -1,5 +1,6 @@
 """Supervised classification over one or both encoders: Baseline-R, Baseline-A, Baseline-R+A (Table 4),
 and the model every pretrained method is fine-tuned as."""
+
 from __future__ import annotations
 
 import torch
@@ -21,7 +22,9 @@ class Supervised(Method):
     name = "supervised"
     supervised = True
 
-    def __init__(self, cfg: Config, num_classes: int, modality: str | None = None, backbone_method: Method | None = None):
+    def __init__(
+        self, cfg: Config, num_classes: int, modality: str | None = None, backbone_method: Method | None = None
+    ):
         super().__init__(cfg, num_classes)
         if num_classes is None or num_classes < 2:
             raise ValueError("supervised training needs at least two classes")

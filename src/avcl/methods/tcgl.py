@@ -31,6 +31,7 @@ Every random draw (edge drops, feature masks, the ASOP dropout) depends only on 
 batch["index"][b])``, so a sample gets the same views whichever rank or batch position it lands in,
 and 2 processes x N samples train exactly as 1 process x 2N.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,9 +48,11 @@ from avcl.data.tuples import PERMUTATIONS, SNIPPETS
 from avcl.errors import UserError
 from avcl.methods.base import Method
 
-LEAK_WARNING = ("tcgl.inter_edges=true_order: the inter-snippet graph connects snippets adjacent in true time, "
-                "which gives the order head its answer (the release's behaviour); order accuracy is not a "
-                "measure of learning in this mode")
+LEAK_WARNING = (
+    "tcgl.inter_edges=true_order: the inter-snippet graph connects snippets adjacent in true time, "
+    "which gives the order head its answer (the release's behaviour); order accuracy is not a "
+    "measure of learning in this mode"
+)
 
 
 def _sample_seed(seed: int, step: int, index: int) -> int:
@@ -120,7 +123,9 @@ class ASOP(nn.Module):
         super().__init__()
         hidden = max(dim // 2, 1)
         self.gates = nn.ModuleList(
-            nn.Sequential(nn.Linear(snippets * dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim), nn.Sigmoid())
+            nn.Sequential(
+                nn.Linear(snippets * dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim), nn.Sigmoid()
+            )
             for _ in range(snippets)
         )
         self.fc1 = nn.Linear(snippets * dim, dim)
@@ -252,8 +257,13 @@ class TCGL(Method):
         logits = self.asop(inter1, draws["dropout"] if self.training and t.order_dropout > 0 else None)
         loss_order = F.cross_entropy(logits, order)
         acc = 100.0 * (logits.argmax(dim=1) == order).float().mean()
-        return {"loss": loss_intra + loss_inter + loss_order, "intra": loss_intra.detach(),
-                "inter": loss_inter.detach(), "order": loss_order.detach(), "order_acc": acc.detach()}
+        return {
+            "loss": loss_intra + loss_inter + loss_order,
+            "intra": loss_intra.detach(),
+            "inter": loss_inter.detach(),
+            "order": loss_order.detach(),
+            "order_acc": acc.detach(),
+        }
 
     # -- evaluation -----------------------------------------------------------------------------------
     def embed(self, video: Tensor | None, audio: Tensor | None, modality: str = "video") -> Tensor:
@@ -266,8 +276,9 @@ class TCGL(Method):
 
 
 @torch.no_grad()
-def evaluate_order(checkpoint: str, split: str = "val", draws: int = 5, data_root: str | None = None,
-                   batch_size: int = 32) -> dict:
+def evaluate_order(
+    checkpoint: str, split: str = "val", draws: int = 5, data_root: str | None = None, batch_size: int = 32
+) -> dict:
     """Snippet-order accuracy (%) of a TCGL checkpoint on ``draws`` tuples of every video of ``split``
     (eval mode, keys ``(pos, draw)``: the same tuples for every checkpoint). With ``true_order`` edges
     the graph itself carries part of the answer, so the figure then overstates what was learned."""
@@ -283,9 +294,13 @@ def evaluate_order(checkpoint: str, split: str = "val", draws: int = 5, data_roo
     keys = [(pos, 1_000_003 * draw + pos) for draw in range(draws) for pos in range(len(dataset))]
     correct = 0
     for i in range(0, len(keys), batch_size):
-        samples = [dataset[k] for k in keys[i:i + batch_size]]
+        samples = [dataset[k] for k in keys[i : i + batch_size]]
         batch = to_model_input({n: torch.stack([x[n] for x in samples]) for n in ("tuple", "order")}, cfg.data, "cpu")
         logits = method.order_logits(batch["tuple"], batch["order"])
         correct += int((logits.argmax(dim=1) == batch["order"]).sum())
-    return {"order_acc": 100.0 * correct / len(keys), "tuples": len(keys), "split": split,
-            "inter_edges": cfg.tcgl.inter_edges}
+    return {
+        "order_acc": 100.0 * correct / len(keys),
+        "tuples": len(keys),
+        "split": split,
+        "inter_edges": cfg.tcgl.inter_edges,
+    }

@@ -12,6 +12,7 @@ that conv's parameter count (14.37 M parameters at depth 9, as R3D). torchvision
 differs in two places, which is why it has fewer parameters (12.49 M at depth 9): its stem has a fixed
 intermediate width of 45, and each block's second conv reuses the intermediate width of the first.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -49,7 +50,9 @@ def _conv(kind: str, c_in: int, c_out: int, kernel: tuple[int, int, int], stride
         return nn.Conv3d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False)
     mid = _split_width(c_in, c_out, t, d)
     return nn.Sequential(
-        nn.Conv3d(c_in, mid, (1, d, d), stride=(1, stride[1], stride[2]), padding=(0, padding[1], padding[2]), bias=False),
+        nn.Conv3d(
+            c_in, mid, (1, d, d), stride=(1, stride[1], stride[2]), padding=(0, padding[1], padding[2]), bias=False
+        ),
         nn.BatchNorm3d(mid),
         nn.ReLU(inplace=True),
         nn.Conv3d(mid, c_out, (t, 1, 1), stride=(stride[0], 1, 1), padding=(padding[0], 0, 0), bias=False),
@@ -61,7 +64,9 @@ class BasicBlock(nn.Module):
 
     def __init__(self, kind: str, c_in: int, c_out: int, stride: tuple[int, int, int]):
         super().__init__()
-        self.conv1 = nn.Sequential(_conv(kind, c_in, c_out, (3, 3, 3), stride), nn.BatchNorm3d(c_out), nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(
+            _conv(kind, c_in, c_out, (3, 3, 3), stride), nn.BatchNorm3d(c_out), nn.ReLU(inplace=True)
+        )
         self.conv2 = nn.Sequential(_conv(kind, c_out, c_out, (3, 3, 3), (1, 1, 1)), nn.BatchNorm3d(c_out))
         self.relu = nn.ReLU(inplace=True)
         self.downsample: nn.Module | None = None
@@ -112,7 +117,9 @@ class Backbone(nn.Module):
     def stage(self, name: str) -> nn.Module:
         """The module whose output is the feature map ``name`` (``conv3``, ``conv4``, ``conv5``)."""
         if name not in self._stage_of or name == "pool":
-            raise ValueError(f"no feature map '{name}'; choose one of {', '.join(n for n in self._stage_of if n != 'pool')}")
+            raise ValueError(
+                f"no feature map '{name}'; choose one of {', '.join(n for n in self._stage_of if n != 'pool')}"
+            )
         return getattr(self, self._stage_of[name])
 
     def _init_weights(self) -> None:
@@ -133,7 +140,9 @@ class ResNet3d(Backbone):
     Stages 3-5 stride 2 in T, H and W (stride 1 in T when ``temporal_pool`` is False).
     """
 
-    def __init__(self, kind: str, in_channels: int = 3, blocks: int = 1, width: float = 1.0, temporal_pool: bool = True):
+    def __init__(
+        self, kind: str, in_channels: int = 3, blocks: int = 1, width: float = 1.0, temporal_pool: bool = True
+    ):
         super().__init__()
         widths = [_scaled(c, width) for c in BASE_WIDTHS]
         stem_conv = _conv(kind, in_channels, widths[0], (3, 7, 7), (1, 2, 2))
@@ -144,7 +153,9 @@ class ResNet3d(Backbone):
         for i, c_out in enumerate(widths):
             s = 1 if i == 0 else 2
             stride = (s if temporal_pool else 1, s, s)
-            stage = [BasicBlock(kind, c_in, c_out, stride)] + [BasicBlock(kind, c_out, c_out, (1, 1, 1)) for _ in range(blocks - 1)]
+            stage = [BasicBlock(kind, c_in, c_out, stride)] + [
+                BasicBlock(kind, c_out, c_out, (1, 1, 1)) for _ in range(blocks - 1)
+            ]
             setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
             c_in = c_out
         self._stage_names = ("stem", "layer1", "layer2", "layer3", "layer4")
@@ -186,12 +197,16 @@ class C3D(Backbone):
 
     def forward_features(self, x: Tensor, layers: Sequence[str] = ("pool",)) -> dict[str, Tensor]:
         if x.shape[2] < self.min_frames:
-            raise UserError(f"c3d pools time three times and needs clips of at least {self.min_frames} frames, "
-                            f"got {x.shape[2]}: raise data.clip_len or use r3d/r21d")
+            raise UserError(
+                f"c3d pools time three times and needs clips of at least {self.min_frames} frames, "
+                f"got {x.shape[2]}: raise data.clip_len or use r3d/r21d"
+            )
         return super().forward_features(x, layers)
 
 
-def build_backbone(name: str, in_channels: int = 3, depth: int = 9, width: float = 1.0, temporal_pool: bool = True) -> Backbone:
+def build_backbone(
+    name: str, in_channels: int = 3, depth: int = 9, width: float = 1.0, temporal_pool: bool = True
+) -> Backbone:
     """``c3d`` | ``r3d`` | ``r21d``; depth 9 = one residual block per stage (the paper), 18 = two."""
     if name not in BACKBONES:
         raise UserError(f"unknown backbone '{name}'; choose one of {', '.join(BACKBONES)}")
@@ -266,8 +281,10 @@ def build_encoders(model_cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
         raise UserError(f"model.c3d_audio is {c3d_mode!r}; choose no_temporal_pool or tile")
     tile = name == "c3d" and c3d_mode == "tile"
     if model_cfg.shared and name == "c3d" and not tile:
-        raise UserError("model.shared=true with backbone c3d needs model.c3d_audio=tile: the shared C3D "
-                        "pools time, which a T=1 spectrogram does not have")
+        raise UserError(
+            "model.shared=true with backbone c3d needs model.c3d_audio=tile: the shared C3D "
+            "pools time, which a T=1 spectrogram does not have"
+        )
     video = build_backbone(name, 3, depth, width)
     if model_cfg.shared:
         return video, AudioEncoder(video, "tile" if tile else "repeat", in_channels=3)

@@ -1,4 +1,5 @@
 """AMFM, the attention based multi-modal fusion module (paper Eq. 1-4, METHOD.md section 3)."""
+
 from __future__ import annotations
 
 import torch
@@ -19,7 +20,9 @@ class AMFM(nn.Module):
     def __init__(self, dim_v: int = 512, dim_a: int = 512, gate: str = "sigmoid"):
         super().__init__()
         if dim_v != dim_a:
-            raise ValueError(f"AMFM gates both modalities with one signal, so dim_v ({dim_v}) must equal dim_a ({dim_a})")
+            raise ValueError(
+                f"AMFM gates both modalities with one signal, so dim_v ({dim_v}) must equal dim_a ({dim_a})"
+            )
         if gate not in GATES:
             raise ValueError(f"unknown AMFM gate {gate!r}; choose one of {', '.join(GATES)}")
         self.squeeze = nn.Linear(dim_v + dim_a, (dim_v + dim_a) // 2)  # W_s, b_s

@@ -1,10 +1,13 @@
 """Small heads on top of the encoders: MLP projectors/predictors and the classifier."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
 
 
-def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2, bn: bool = True, last_bn: bool = False) -> nn.Sequential:
+def mlp(
+    in_dim: int, hidden: int, out_dim: int, layers: int = 2, bn: bool = True, last_bn: bool = False
+) -> nn.Sequential:
     """``layers`` linear layers ``(B, in_dim) -> (B, out_dim)``, with BN (optional) and ReLU between them.
 
     SimCLR's projector is ``mlp(d, h, o, 2)``, Barlow Twins' ``mlp(d, h, h, 3)``, the BYOL/SimSiam
