@@ -25,9 +25,13 @@ def test_embed_a_cache_and_the_same_videos_from_their_folder(tiny_cache, tiny_vi
     order = {r["path"]: i for i, r in enumerate(rows_raw)}
     matched = from_raw[[order[r["path"]] for r in rows_cache]]
     assert [r["label"] for r in rows_cache] == [rows_raw[order[r["path"]]]["label"] for r in rows_cache]
-    # The cache stores JPEG frames and float16 spectrograms; decoding the files directly differs by that much.
+    # The cache stores JPEG frames (quality 80) and float16 spectrograms, which random encoders amplify:
+    # each video's features from its file are close to those from the cache, and closer to them than to
+    # any other video's.
     error = np.linalg.norm(matched - from_cache, axis=1) / np.linalg.norm(from_cache, axis=1)
-    assert float(error.max()) < 0.1, error
+    assert float(error.mean()) < 0.1 and float(error.max()) < 0.25, error
+    distances = np.linalg.norm(matched[:, None] - from_cache[None], axis=2)
+    assert (distances.argmin(axis=1) == np.arange(len(from_cache))).all()
 
 
 def test_retrieve_knn_and_tsne_write_numbers_and_pictures(tiny_cache, tmp_path):
