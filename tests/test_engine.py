@@ -16,8 +16,8 @@ from conftest import ROOT, TINY, run_cli
 from avcl.config import load_config
 from avcl.engine.checkpoint import load_checkpoint
 from avcl.engine.logger import read_log
-from avcl.engine.setup import open_cache, split_dataset, split_loader
-from avcl.engine.trainer import Trainer, TrainingDiverged, make_optimizer, make_schedule, seed_everything
+from avcl.engine.setup import make_optimizer, make_schedule, open_cache, seed_everything, split_dataset, split_loader
+from avcl.engine.trainer import Trainer, TrainingDiverged
 from avcl.methods.avcl import AVCL
 
 

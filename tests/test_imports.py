@@ -11,7 +11,8 @@ import warnings
 import matplotlib, numpy, sklearn.linear_model, sklearn.manifold, torch, torch.distributed.nn.functional
 backend = matplotlib.rcParams._get_backend_or_none()
 filters = list(warnings.filters)
-import avcl, avcl.cli, avcl.distributed, avcl.methods, avcl.evaluation.plots, avcl.evaluation.classify
+import avcl, avcl.cli, avcl.distributed, avcl.methods, avcl.evaluation.plots, avcl.evaluation.probe
+import avcl.evaluation.metrics, avcl.evaluation.video_test, avcl.engine.run, avcl.engine.finetune, avcl.api
 import avcl.evaluation.features, avcl.cli.features, avcl.experiments, avcl.demo
 assert matplotlib.rcParams._get_backend_or_none() == backend, (backend, matplotlib.rcParams._get_backend_or_none())
 assert list(warnings.filters) == filters, [f for f in warnings.filters if f not in filters]

@@ -7,7 +7,7 @@ import torch
 from conftest import TINY
 
 from avcl.config import load_config
-from avcl.evaluation.classify import _embed_modalities, _fit_probe, linear_probe, linear_probes
+from avcl.evaluation.probe import _embed_modalities, _fit_probe, linear_probe, linear_probes
 
 GRID = [0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
 
@@ -82,7 +82,7 @@ def test_one_pass_gives_each_modality_exactly_as_embed_does():
 
 
 def test_probes_of_every_modality_from_one_extraction(tiny_cache, tmp_path, monkeypatch):
-    import avcl.evaluation.classify as classify
+    import avcl.evaluation.probe as classify
     from avcl.experiments import random_encoders
 
     cfg = load_config(None, [*TINY, f"data.root={tiny_cache}"])

@@ -86,7 +86,7 @@ def test_load_encoders_and_the_linear_probe_of_each_modality(tiny_cache, tmp_pat
     import avcl
     from avcl.api import method_from_checkpoint
     from avcl.config import load_config
-    from avcl.evaluation.classify import linear_probe
+    from avcl.evaluation.probe import linear_probe
 
     run_cli("pretrain", "--data", str(tiny_cache), "--out", str(tmp_path), *TINY, "train.epochs=1")
     video_encoder, audio_encoder = avcl.load_encoders(tmp_path / "last.pt")

@@ -23,7 +23,7 @@ from torch.utils.data import default_collate
 from avcl.config import ConfigError, load_config
 from avcl.data.datasets import PreparedDataset, build_loader
 from avcl.data.transforms import to_model_input
-from avcl.engine.trainer import autocast
+from avcl.engine.setup import autocast
 from avcl.errors import UserError
 from avcl.methods import build_method
 

@@ -16,7 +16,8 @@ from torch import nn
 
 from avcl.config import Config
 from avcl.engine.logger import RunLogger, read_log
-from avcl.engine.trainer import StepGuard, make_optimizer, optimisation_step
+from avcl.engine.setup import make_optimizer
+from avcl.engine.trainer import StepGuard, optimisation_step
 
 CPU = torch.device("cpu")
 
@@ -171,8 +172,8 @@ def test_the_training_loop_reads_the_device_once_per_log_interval_not_per_step(t
 
     from conftest import TINY
 
-    from avcl.engine.setup import open_cache, split_dataset, split_loader
-    from avcl.engine.trainer import Trainer, make_schedule, seed_everything
+    from avcl.engine.setup import make_schedule, open_cache, seed_everything, split_dataset, split_loader
+    from avcl.engine.trainer import Trainer
     from avcl.methods.avcl import AVCL
 
     reads: list[tuple[str, str]] = []

@@ -42,3 +42,27 @@ def load_encoders(checkpoint: str | Path, map_location: str | torch.device = "cp
     """
     method = method_from_checkpoint(checkpoint, map_location)
     return method.video_encoder, method.audio_encoder
+
+
+def finetune_and_test(
+    cfg, out: str | Path, pretrained: Method | None = None, resume: bool = False, test: bool = True
+) -> dict:
+    """``avcl finetune``: fine-tune (:func:`avcl.engine.finetune.finetune`), plot the run's curves, and
+    test the best validation epoch at video level (``out/test``); returns and writes ``result.json``:
+    ``{"best_val_acc", "epochs", "test"}`` (without ``test=False``: no test and no file)."""
+    import json
+
+    from avcl import distributed as dist
+    from avcl.engine.finetune import finetune
+    from avcl.evaluation.plots import plot_run
+    from avcl.evaluation.video_test import video_level_test
+
+    out = Path(out)
+    model, result = finetune(cfg, out, pretrained=pretrained, resume=resume)
+    if dist.is_main():
+        plot_run(out)
+    if test:
+        device = next(model.parameters()).device
+        result["test"] = video_level_test(model, cfg, out / "test", device=device, title="fine-tuned")
+        (out / "result.json").write_text(json.dumps(result, indent=2))
+    return result

@@ -104,10 +104,11 @@ class OptimConfig:
     lr: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "constant"  # constant | cosine | step
+    schedule: str = "constant"  # constant | cosine | step | plateau
     warmup_epochs: int = 0
     step_epochs: list = field(default_factory=list)  # for schedule=step
-    step_gamma: float = 0.1
+    step_gamma: float = 0.1  # the rate's multiplier at each step epoch (step) or plateau (plateau)
+    plateau_patience: int = 50  # schedule=plateau: epochs without improvement of the training loss before a cut
     lr_scaling: str = "none"  # none | linear: lr * global_batch / base_batch
     base_batch: int = 16
 
@@ -142,7 +143,11 @@ class EvalConfig:
     lr: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 5e-3
-    schedule: str = "constant"
+    optimizer: str = "sgd"  # sgd | adamw
+    schedule: str = "constant"  # constant | cosine | step
+    warmup_epochs: int = 0
+    step_epochs: list = field(default_factory=list)  # for schedule=step
+    step_gamma: float = 0.1  # the rate's multiplier at each step epoch
     linear_lr: float = 0.1  # unused since the probe is fitted by full-batch L-BFGS; kept so saved configs load
     # probe weight decays; the one with the best validation accuracy is kept (a single value: no search)
     linear_weight_decay: list = field(default_factory=lambda: [0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0])
@@ -330,12 +335,13 @@ _CHOICES = {
     "method.iic_intra": ("repeat", "shuffle", "both"),
     "method.supervised_modality": ("video", "audio", "both"),
     "optim.name": ("sgd", "adamw"),
-    "optim.schedule": ("constant", "cosine", "step"),
+    "optim.schedule": ("constant", "cosine", "step", "plateau"),
     "optim.lr_scaling": ("none", "linear"),
     "train.amp": ("auto", "bf16", "fp16", "off"),
     "data.decode_device": ("cpu", "device"),
     "train.device": ("auto", "cpu", "cuda"),
     "eval.modality": ("video", "audio", "both"),
+    "eval.optimizer": ("sgd", "adamw"),
     "eval.schedule": ("constant", "cosine", "step"),
     "tcgl.short_videos": ("skip", "loop"),
     "tcgl.inter_edges": ("positions", "true_order"),
@@ -374,6 +380,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("data.audio_crop must not exceed data.audio_size, and crops must be positive")
     if cfg.model.width <= 0:
         raise ConfigError("model.width must be positive")
+    if cfg.optim.plateau_patience < 0:
+        raise ConfigError("optim.plateau_patience must be 0 or more epochs")
 
 
 # The method keys on which the paper-literal presets (configs/avcl_paper_*.yaml) differ from the

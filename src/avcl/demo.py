@@ -126,11 +126,11 @@ def run_demo(
 ) -> dict:
     """The demo; returns what ``metrics.json`` holds. ``seeds`` repeats every training and probe with
     seeds ``seed .. seed+seeds-1`` (the benchmark stays the one of ``seed``) for a mean and a std."""
-    from avcl.api import method_from_checkpoint
+    from avcl.api import finetune_and_test, method_from_checkpoint
     from avcl.data.prepare import prepare
     from avcl.data.synth import generate_benchmark
     from avcl.engine.pretrain import pretrain
-    from avcl.evaluation.classify import finetune, linear_probes
+    from avcl.evaluation.probe import linear_probes
     from avcl.experiments import neighbour_metrics, random_encoders
 
     out = Path(out)
@@ -191,7 +191,9 @@ def run_demo(
             with stage("supervised", f"[{next(n)}/{steps}] supervised R+A{tag}: trained from scratch with labels"):
                 sup_cfg = load_config(_preset_path(), (*quiet, *overrides))
                 sup_cfg.data.root, sup_cfg.train.seed = cfg.data.root, s
-                supervised_test.append(finetune(sup_cfg, out / "supervised" / f"seed{s}", pretrained=None)["test"])
+                supervised_test.append(
+                    finetune_and_test(sup_cfg, out / "supervised" / f"seed{s}", pretrained=None)["test"]
+                )
             methods["supervised R+A"] = lambda p=out / "supervised" / f"seed{s}" / "best.pt": method_from_checkpoint(p)
         methods_per_seed.append((s, run_cfg, methods))
     with stage(

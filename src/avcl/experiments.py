@@ -202,7 +202,7 @@ def neighbour_metrics(method, cfg: Config, tsne: Path | None = None, title: str 
 def random_encoders(cfg: Config, num_classes: int):
     """The encoders of ``cfg.model``, untrained (initialised from ``cfg.train.seed``), features
     concatenated for "both": the random-init reference of every table and of the demo."""
-    from avcl.engine.trainer import seed_everything
+    from avcl.engine.setup import seed_everything
     from avcl.methods.supervised import Supervised
 
     seed_everything(cfg.train.seed)
@@ -212,11 +212,11 @@ def random_encoders(cfg: Config, num_classes: int):
 def run_row(base: Config, row: Row, seed: int, out: Path, protocols: tuple[str, ...]) -> dict:
     """One row, one seed: pretrain (unless supervised or random), then each protocol. Cached in
     ``result.json``; a cached result that lacks a column (an older table) gets only that column run."""
-    from avcl.api import method_from_checkpoint
+    from avcl.api import finetune_and_test, method_from_checkpoint
     from avcl.engine.pretrain import pretrain
     from avcl.engine.setup import open_cache
-    from avcl.evaluation.classify import finetune, linear_probes
     from avcl.evaluation.plots import plot_run
+    from avcl.evaluation.probe import linear_probes
 
     result_file = out / "result.json"
     result: dict = {"row": row.name, "seed": seed}
@@ -227,7 +227,7 @@ def run_row(base: Config, row: Row, seed: int, out: Path, protocols: tuple[str, 
         return result
     cfg = row_config(base, row, seed)
     if row.supervised:  # trained with labels: the fine-tuning protocol is its evaluation
-        res = finetune(cfg, out / "finetune", pretrained=None, resume=(out / "finetune" / "last.pt").exists())
+        res = finetune_and_test(cfg, out / "finetune", pretrained=None, resume=(out / "finetune" / "last.pt").exists())
         result["finetune"] = res["test"]["top1"]
     else:
         if row.random:
@@ -242,7 +242,9 @@ def run_row(base: Config, row: Row, seed: int, out: Path, protocols: tuple[str, 
         if {"knn", "retrieval_top1", "retrieval_top5"} & set(missing):
             result.update(neighbour_metrics(method, cfg))
         if "finetune" in missing:
-            res = finetune(cfg, out / "finetune", pretrained=method, resume=(out / "finetune" / "last.pt").exists())
+            res = finetune_and_test(
+                cfg, out / "finetune", pretrained=method, resume=(out / "finetune" / "last.pt").exists()
+            )
             result["finetune"] = res["test"]["top1"]
     out.mkdir(parents=True, exist_ok=True)
     result_file.write_text(json.dumps(result, indent=2))

@@ -20,8 +20,9 @@ from conftest import TINY
 from avcl import distributed
 from avcl.config import load_config
 from avcl.engine.logger import read_log
-from avcl.engine.setup import open_cache, place_method, split_dataset, split_loader
-from avcl.engine.trainer import Trainer, TrainingDiverged, make_optimizer, make_schedule, seed_everything
+from avcl.engine.run import Recipe, build_training, start_run
+from avcl.engine.setup import seed_everything
+from avcl.engine.trainer import Trainer, TrainingDiverged
 from avcl.methods.avcl import AVCL
 from ddp.harness import save_result
 
@@ -45,31 +46,12 @@ class RecordingAVCL(AVCL):
 
 
 def train(cfg, out: Path, nan_at: int = 0) -> tuple[RecordingAVCL, Trainer]:
+    """The run builder's training (DDP over the gloo group), SGD at a constant 0.01."""
     seed_everything(0)
-    device = torch.device("cpu")
-    cache = open_cache(cfg)
-    method = place_method(cfg, RecordingAVCL(cfg, nan_at), device)
-    loader = split_loader(
-        cfg,
-        split_dataset(cfg, cache, "train", "train"),
-        batch_size=cfg.train.batch_size,
-        shuffle=True,
-        device=device,
-        distributed=True,
-        drop_last=True,
-    )
-    optimizer = make_optimizer(method.parameters(), "sgd", 0.01, 0.9, 5e-4)
-    trainer = Trainer(
-        cfg,
-        method,
-        loader,
-        out=out,
-        epochs=cfg.train.epochs,
-        optimizer=optimizer,
-        device=device,
-        scheduler_factory=lambda o, s: make_schedule(o, "constant", cfg.train.epochs, s),
-    )
-    return method, trainer
+    setup = start_run(cfg, device=torch.device("cpu"), seed=False)
+    recipe = Recipe("pretrain", cfg.train.epochs, cfg.train.batch_size, "sgd", 0.01, 0.9, 5e-4, "constant")
+    training = build_training(setup, RecordingAVCL(cfg, nan_at), recipe, split="train")
+    return training.method, training.trainer(out)
 
 
 def main() -> None:

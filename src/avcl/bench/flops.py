@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from avcl.engine.trainer import autocast
+from avcl.engine.setup import autocast
 
 # Dense (no structured sparsity) bf16 tensor-core peaks in TFLOP/s, from NVIDIA's data sheets, which
 # print the sparse figure (twice the dense one) first: H100 SXM 1979 -> 989.4, H100 PCIe 1513 -> 756.5,

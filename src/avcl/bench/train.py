@@ -1,7 +1,8 @@
 """``avcl bench train``: AVCL training speed per backbone: samples/s, data wait vs compute, and MFU.
 
-For each backbone the benchmark builds AVCL and its training loader as ``avcl pretrain`` does (same
-config, same ``build_loader``, same ``to_model_input``, autocast, optimiser and memory format), then
+For each backbone the benchmark builds AVCL and its training loader as ``avcl pretrain`` does (the
+engine's run builder, :mod:`avcl.engine.run`: same config, loader, ``to_model_input``, autocast,
+optimiser, memory format and torch.compile, one process), then
 times ``warmup + steps`` optimiser steps on real batches from a prepared cache. Only the last
 ``steps`` are measured, so worker start-up, cuDNN's first calls and ``torch.compile`` stay out of the
 figures. As in the trainer, a step's *data wait* is the time to get the next batch from the loader and
@@ -40,10 +41,10 @@ from avcl.bench.flops import device_peak, training_flops
 from avcl.bench.loader import machine
 from avcl.config import Config, get_key, load_config, set_key
 from avcl.data.cache import PreparedCache
-from avcl.data.datasets import PreparedDataset
 from avcl.data.transforms import to_model_input
-from avcl.engine.setup import place_method, split_loader
-from avcl.engine.trainer import StepGuard, check_amp, make_optimizer, optimisation_step, resolve_device, seed_everything
+from avcl.engine.run import Recipe, Training, build_training, start_run
+from avcl.engine.setup import check_amp, resolve_device
+from avcl.engine.trainer import StepGuard, optimisation_step
 from avcl.errors import UserError
 from avcl.methods import build_method
 from avcl.methods.base import count_parameters
@@ -140,43 +141,52 @@ def bench_backbone(
     """Times ``warmup + steps`` training steps of ``cfg``'s method; returns the figures of the last ``steps``.
 
     ``cache=None``: random batches made on the device (compute only, no loader)."""
-    seed_everything(cfg.train.seed)
-    classes = SYNTHETIC_CLASSES if cache is None else len(cache.classes)
-    method = place_method(cfg, build_method(cfg, num_classes=classes or None), device)
-    if cache is None:
-        dataset, loader = (), None
-        batches = _random_batches(cfg, device)
-    else:
-        dataset = PreparedDataset(
-            cache, split, cfg.data, mode="train", require_audio=method.uses_audio, seed=cfg.train.seed
-        )
-        loader = split_loader(
-            cfg, dataset, batch_size=cfg.train.batch_size, shuffle=True, device=device, drop_last=True
-        )
-    if loader is not None and len(loader) == 0:
-        raise UserError(
-            f"{cache.root}: {len(dataset)} usable videos, fewer than one batch of {cfg.train.batch_size}; "
-            "lower --batch-size or use a larger cache"
-        )
-    optimizer = make_optimizer(
-        method.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay
-    )
-    model = torch.compile(method) if cfg.train.compile else method
-    if loader is not None:
-        batches = _batches(loader)
+    training = _training(cfg, cache, split, device)
+    batches = _random_batches(cfg, device) if training.loader is None else _batches(training.loader)
     first = to_model_input(next(batches), cfg.data, device, channels_last=cfg.train.channels_last)
-    flops = training_flops(method, first, device, cfg.train.amp) / cfg.train.batch_size
+    flops = training_flops(training.method, first, device, cfg.train.amp) / cfg.train.batch_size
     del first
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    wait = compute = compute_cpu = 0.0
+    times, losses = _timed_steps(training, batches, cfg, device, steps, warmup)
+    result = _figures(cfg, training, times, losses, flops, steps, warmup, peak_tflops)
+    if device.type == "cuda":
+        result["max_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+    if training.loader is not None and hasattr(training.loader, "close"):
+        training.loader.close()
+    del training, batches  # stops persistent workers now, not at the next garbage collection
+    return result
+
+
+def _training(cfg: Config, cache: PreparedCache | None, split: str | None, device: torch.device) -> Training:
+    """The method, its loader and its optimiser as ``avcl pretrain`` builds them (one process)."""
+    setup = start_run(cfg, device=device, cache=cache, data=False)
+    classes = SYNTHETIC_CLASSES if cache is None else len(cache.classes)
+    method = build_method(cfg, num_classes=classes or None)
+    training = build_training(setup, method, Recipe.pretraining(cfg), split=split, distributed=False)
+    if training.loader is not None and len(training.loader) == 0:
+        raise UserError(
+            f"{cache.root}: {len(training.dataset)} usable videos, fewer than one batch of {cfg.train.batch_size}; "
+            "lower --batch-size or use a larger cache"
+        )
+    return training
+
+
+def _timed_steps(
+    training: Training, batches: Iterator[dict], cfg: Config, device: torch.device, steps: int, warmup: int
+) -> tuple[dict[str, float], list[float]]:
+    """Runs ``warmup + steps`` guarded optimiser steps as the trainer does; returns the data wait, compute
+    and compute CPU time summed over the last ``steps``, and every step's loss."""
+    times = {"wait": 0.0, "compute": 0.0, "compute_cpu": 0.0}
     losses = []
-    guard = StepGuard(method, optimizer, device_side=device.type != "cpu")  # as the trainer's
+    guard = StepGuard(training.method, training.optimizer, device_side=device.type != "cpu")  # as the trainer's
     for step in range(warmup + steps):
         t0 = time.perf_counter()
         batch = to_model_input(next(batches), cfg.data, device, channels_last=cfg.train.channels_last)
         t1, c1 = time.perf_counter(), time.process_time()
-        out, healthy = optimisation_step(model, method, optimizer, batch, cfg, device, guard=guard)  # the trainer's
+        out, healthy = optimisation_step(  # the trainer's
+            training.model, training.method, training.optimizer, batch, cfg, device, guard=guard
+        )
         if device.type == "cuda":  # the benchmark waits for each step to time it; the trainer does not
             torch.cuda.synchronize(device)
         t2, c2 = time.perf_counter(), time.process_time()
@@ -187,23 +197,37 @@ def bench_backbone(
             )
         losses.append(float(out["loss"].detach()))
         if step >= warmup:
-            wait += t1 - t0
-            compute += t2 - t1
-            compute_cpu += c2 - c1
+            times["wait"] += t1 - t0
+            times["compute"] += t2 - t1
+            times["compute_cpu"] += c2 - c1
+    return times, losses
+
+
+def _figures(
+    cfg: Config,
+    training: Training,
+    times: dict[str, float],
+    losses: list[float],
+    flops: float,
+    steps: int,
+    warmup: int,
+    peak_tflops: float | None,
+) -> dict:
+    wait, compute, compute_cpu = times["wait"], times["compute"], times["compute_cpu"]
     step_time = (wait + compute) / steps
     samples_per_s = cfg.train.batch_size / step_time
     achieved = samples_per_s * flops
-    result = {
+    return {
         "backbone": cfg.model.backbone,
         "clip": [cfg.data.clip_len, cfg.data.crop_size, cfg.data.crop_size],
         "audio": [cfg.data.audio_crop, cfg.data.audio_crop],
         "width": cfg.model.width,
         "depth": cfg.model.depth,
         "batch_size": cfg.train.batch_size,
-        "videos": len(dataset),
+        "videos": len(training.dataset) if training.dataset is not None else 0,
         "warmup_steps": warmup,
         "steps": steps,
-        "parameters": count_parameters(method),
+        "parameters": count_parameters(training.method),
         "flops_per_sample": flops,
         "step_time_s": step_time,
         "data_wait_s": wait / steps,
@@ -217,12 +241,6 @@ def bench_backbone(
         "loss_first": losses[0],
         "loss_last": losses[-1],
     }
-    if device.type == "cuda":
-        result["max_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
-    if loader is not None and hasattr(loader, "close"):
-        loader.close()
-    del loader, batches  # stops persistent workers now, not at the next garbage collection
-    return result
 
 
 def run_train_bench(

@@ -48,7 +48,7 @@ def _config_and_method(args):
     else:
         if not args.config:
             raise UserError("without --checkpoint, give --config so the encoders can be built")
-        from avcl.engine.trainer import seed_everything
+        from avcl.engine.setup import seed_everything
         from avcl.methods import build_method
 
         cfg = config_from_args(args)
@@ -64,11 +64,11 @@ def _out(args, default: str) -> Path:
 
 
 def run_finetune(args) -> int:
-    from avcl.evaluation.classify import finetune
+    from avcl.api import finetune_and_test
 
     cfg, method = _config_and_method(args)
     out = _out(args, "runs/finetune")
-    result = finetune(cfg, out, pretrained=method if args.checkpoint else None, resume=args.resume)
+    result = finetune_and_test(cfg, out, pretrained=method if args.checkpoint else None, resume=args.resume)
     test = result["test"]
     print(
         f"best validation top-1 {result['best_val_acc']:.1f}%; video-level test top-1 {test['top1']:.1f}% "
@@ -78,7 +78,7 @@ def run_finetune(args) -> int:
 
 
 def run_linear(args) -> int:
-    from avcl.evaluation.classify import linear_probe
+    from avcl.evaluation.probe import linear_probe
 
     cfg, method = _config_and_method(args)
     out = _out(args, "runs/linear")
@@ -108,7 +108,7 @@ def finetuned(args, command: str, hint: str):
 
 
 def run_test(args) -> int:
-    from avcl.evaluation.classify import video_level_test
+    from avcl.evaluation.video_test import video_level_test
 
     cfg, model, run = finetuned(args, "test", "takes a fine-tuned one (use `avcl linear` for a pretraining checkpoint)")
     out = _out(args, str(run / "test"))

@@ -13,15 +13,12 @@ each step once.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -30,6 +27,7 @@ from avcl.config import Config
 from avcl.data.transforms import to_model_input
 from avcl.engine.checkpoint import encode_checkpoint, load_checkpoint, write_checkpoint
 from avcl.engine.logger import RunLogger
+from avcl.engine.setup import amp_dtype, autocast
 from avcl.errors import UserError
 from avcl.progress import progress as progress_bar
 from avcl.progress import write as progress_write
@@ -39,87 +37,6 @@ CHECKPOINT_FORMAT = "avcl-checkpoint-1"
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
-
-
-# -- set-up helpers ------------------------------------------------------------------------------
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device=cuda but no CUDA device is available; use train.device=auto or cpu")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def check_amp(device: torch.device, amp: str) -> None:
-    """Mixed precision (``train.amp=bf16|fp16``) runs on CUDA only: refused elsewhere with a clear error.
-
-    oneDNN's reduced-precision 3D convolutions are wrong on some CPUs (torch 2.14 on AVX-512 bf16: the
-    weight gradient of a 3x3x3 convolution over two frames is garbage, up to inf, and the audio stem's
-    forward is wrong in channels_last_3d), so a CPU run would stop at its first step with a
-    non-finite loss or, worse, train on wrong gradients. ``train.amp=auto`` is fp32 on the CPU.
-    """
-    if amp in ("bf16", "fp16") and device.type != "cuda":
-        raise UserError(
-            f"train.amp={amp} needs a CUDA device, and this run is on the {device.type}: oneDNN's {amp} 3D "
-            "convolutions give wrong gradients on some CPUs. Use train.amp=auto (full precision off CUDA) or off"
-        )
-
-
-def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
-    """The autocast dtype ``train.amp`` gives on ``device``; None for full precision."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    return torch.float16 if amp == "fp16" else torch.bfloat16
-
-
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA by default; full precision on the CPU (``train.amp=auto``). ``bf16`` and
-    ``fp16`` on a device other than CUDA are refused (:func:`check_amp`)."""
-    check_amp(device, amp)
-    dtype = amp_dtype(device, amp)
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def make_optimizer(params, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise UserError(f"unknown optimiser '{name}' (sgd | adamw)")
-
-
-def make_schedule(
-    optimizer: torch.optim.Optimizer,
-    schedule: str,
-    epochs: int,
-    steps_per_epoch: int,
-    warmup_epochs: int = 0,
-    step_epochs: list | None = None,
-    gamma: float = 0.1,
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-step multiplier of the base learning rate: linear warm-up, then constant, cosine or step."""
-    total = max(1, epochs * steps_per_epoch)
-    warmup = warmup_epochs * steps_per_epoch
-    milestones = [e * steps_per_epoch for e in (step_epochs or [])]
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if schedule == "cosine":
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        if schedule == "step":
-            return gamma ** sum(step >= m for m in milestones)
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class StepGuard:
@@ -259,12 +176,16 @@ RESUME_OPTIM_KEYS = {  # applied to the optimiser from the next step; momentum b
     "optim.warmup_epochs",
     "optim.step_epochs",
     "optim.step_gamma",
+    "optim.plateau_patience",
     "optim.lr_scaling",
     "optim.base_batch",
     "eval.lr",
     "eval.momentum",
     "eval.weight_decay",
     "eval.schedule",
+    "eval.warmup_epochs",
+    "eval.step_epochs",
+    "eval.step_gamma",
     "train.grad_clip",
     "train.amp",
 }
@@ -324,6 +245,55 @@ def _describe(diffs: dict) -> str:
 
 
 # -- the loop ------------------------------------------------------------------------------------
+class _EpochMeter:
+    """What an epoch adds up: the loss dict's scalars over the current log window (on the device, no
+    host synchronisation), the epoch's sums of the windows' global means, the data wait and compute
+    times and the samples per second of the window."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.keys: list[str] = []
+        self.window: torch.Tensor | None = None  # the scalars' sums since the last log line, on the device
+        self.window_steps = 0
+        self.sums: dict[str, float] = {}  # the epoch's sums of global means, one per window
+        self.count = 0
+        self.wait = self.compute = 0.0
+        self.window_samples, self.window_start = 0, time.perf_counter()
+
+    def add(self, out: dict, batch: dict, wait: float, compute: float) -> None:
+        self.wait += wait
+        self.compute += compute
+        self.count += 1
+        batch_size = next(v for v in batch.values() if torch.is_tensor(v)).shape[0]
+        self.window_samples += batch_size * dist.world_size()
+        if not self.keys:
+            self.keys = [k for k, v in out.items() if torch.is_tensor(v) and v.dim() == 0]
+        values = torch.stack([out[k].detach().float() for k in self.keys])
+        self.window = values if self.window is None else self.window + values
+        self.window_steps += 1
+
+    def close_window(self, means: dict[str, float]) -> dict[str, float]:
+        """Adds the window's global ``means`` (over its steps and the ranks) to the epoch's and starts a new one."""
+        for k, v in means.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v * self.window_steps
+        self.window, self.window_steps = None, 0
+        return means
+
+    def window_rate(self) -> float:
+        """Samples per second (all ranks) since the last call, which starts a new count."""
+        elapsed = time.perf_counter() - self.window_start
+        rate = self.window_samples / max(elapsed, 1e-9)
+        self.window_samples, self.window_start = 0, time.perf_counter()
+        return rate
+
+    def epoch_means(self) -> dict[str, float]:
+        means = {k: v / max(self.count, 1) for k, v in self.sums.items()}
+        total = self.wait + self.compute
+        means["data_wait_fraction"] = self.wait / total if total > 0 else 0.0
+        means["step_time_s"] = total / max(self.count, 1)
+        return means
+
+
 @dataclass
 class TrainState:
     epoch: int = 0  # epochs completed
@@ -337,7 +307,10 @@ class Trainer:
 
     ``evaluate(method) -> dict`` (optional) runs after each epoch on the main process; when it
     returns ``metric``, the best epoch is kept as ``best.pt`` (the paper keeps the best validation
-    checkpoint). ``meta`` is stored in every checkpoint (classes, kind of run, ...).
+    checkpoint). ``meta`` is stored in every checkpoint (classes, kind of run, ...). ``model`` runs the
+    forward: :func:`~avcl.engine.setup.place_method`'s (DDP, torch.compile); the method itself by default.
+    A schedule with an ``epoch_end(value)`` (``optim.schedule=plateau``) is given, after each epoch, the
+    negated validation metric when the run has one, otherwise the epoch's mean training loss.
     """
 
     def __init__(
@@ -355,6 +328,7 @@ class Trainer:
         metric: str = "val_acc",
         meta: dict | None = None,
         kind: str = "pretrain",
+        model: nn.Module | None = None,
     ):
         self.cfg = cfg
         self.out = Path(out)
@@ -367,15 +341,9 @@ class Trainer:
         self.kind = kind
         self.is_main = dist.is_main()
         self.method = method
-        self.model: nn.Module = method
-        if dist.is_distributed():
-            self.model = nn.parallel.DistributedDataParallel(
-                method,
-                device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=getattr(method, "find_unused_parameters", False),
-            )
-        if cfg.train.compile:
-            self.model = torch.compile(self.model)
+        if model is None and dist.is_distributed():
+            raise ValueError("under DDP, pass the model of place_method (the method wrapped for gradient averaging)")
+        self.model: nn.Module = method if model is None else model
         self.optimizer = optimizer
         self.steps_per_epoch = self._steps_per_epoch()
         self.scheduler = scheduler_factory(optimizer, self.steps_per_epoch)
@@ -494,6 +462,7 @@ class Trainer:
             if self.metric in metrics and metrics[self.metric] > self.state.best_metric:
                 self.state.best_metric = float(metrics[self.metric])
                 improved = True
+            self._schedule_epoch_end(means, metrics)
             self.state.epoch += 1
             self.state.history.append(record)
             self.logger.log("epoch", self.state.step, **record)
@@ -505,6 +474,26 @@ class Trainer:
         if self.is_main:
             self.logger.close()
         return self.state
+
+    def _schedule_epoch_end(self, means: dict[str, float], metrics: dict[str, float]) -> None:
+        """Hands a plateau schedule the epoch's monitored value: the negated validation metric when the
+        run validates (computed on the main process, sent to every rank), else the mean training loss
+        (already the same on every rank)."""
+        epoch_end = getattr(self.scheduler, "epoch_end", None)
+        if epoch_end is None or getattr(getattr(self.scheduler, "factor", None), "schedule", None) != "plateau":
+            return
+        if self.evaluate is not None:
+            value = [-float(metrics[self.metric]) if self.metric in metrics else math.nan]
+            if dist.is_distributed():
+                torch.distributed.broadcast_object_list(value, src=0)
+            value = value[0]
+        else:
+            value = means.get("loss", math.nan)
+        if epoch_end(value) and self.is_main:
+            progress_write(
+                f"plateau: no improvement for more than {self.scheduler.factor.patience} epochs, "
+                f"learning rate now {self.optimizer.param_groups[0]['lr']:.3g}"
+            )
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One epoch; returns the means over it of the loss dict's scalars (over all ranks), the fraction
@@ -518,88 +507,79 @@ class Trainer:
         step after it, and the run stops at the next check naming the first such step. On CUDA the
         data wait and compute times are host-side (the device is not synchronised per step).
         """
-        cfg = self.cfg
+        guard = self._start_epoch(epoch)
+        meter = _EpochMeter(self.device)
+        bar = self._progress_bar(epoch)
+        batches = iter(self.loader)
+        for _ in range(self.steps_per_epoch):
+            t0 = time.perf_counter()
+            batch = self._next_batch(batches)
+            if batch is None:
+                break
+            t1 = time.perf_counter()
+            out = self._step(batch, guard)
+            meter.add(out, batch, wait=t1 - t0, compute=time.perf_counter() - t1)
+            bar.update(1)
+            if self.state.step % max(1, self.cfg.train.log_every) == 0:
+                means = self._log_window(meter, epoch)
+                bar.set_postfix(loss=f"{means['loss']:.4f}")
+        if meter.window_steps:  # the epoch's last steps since the last log line, checked before the checkpoint
+            meter.close_window(self._check_and_reduce(meter.window, meter.window_steps, meter.keys, epoch))
+        bar.close()
+        return meter.epoch_means()
+
+    def _start_epoch(self, epoch: int) -> StepGuard:
+        """Training mode, the sampler's epoch, the non-finite flags reset; returns the epoch's step guard."""
         self.model.train()
         sampler = getattr(self.loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        guard = StepGuard(self.method, self.optimizer, device_side=self.device_side_guard)
         self._window_start_step = self.state.step  # the last step checked
         self._healthy = torch.ones((), dtype=torch.bool, device=self.device)
         self._good = torch.zeros((), dtype=torch.long, device=self.device)  # healthy steps since the check
-        keys: list[str] = []
-        window: torch.Tensor | None = None  # the scalars' sums since the last log line, on the device
-        window_steps = 0
-        sums: dict[str, float] = {}  # the epoch's sums of global means, one per window
-        count = 0
-        wait = compute = 0.0
-        window_samples, window_start = 0, time.perf_counter()
-        bar = progress_bar(
+        return StepGuard(self.method, self.optimizer, device_side=self.device_side_guard)
+
+    def _progress_bar(self, epoch: int):
+        return progress_bar(
             total=self.steps_per_epoch,
             desc=f"{self.kind} epoch {epoch + 1}/{self.epochs}",
             unit="step",
-            disable=not (self.is_main and cfg.train.progress),
+            disable=not (self.is_main and self.cfg.train.progress),
             dynamic_ncols=True,
             leave=False,
         )
 
-        def close_window() -> dict[str, float]:
-            """Checks the flag and returns the window's global means (one all-reduce, a host sync)."""
-            nonlocal window, window_steps
-            means = self._check_and_reduce(window, window_steps, keys, epoch)
-            for k, v in means.items():
-                sums[k] = sums.get(k, 0.0) + v * window_steps
-            window, window_steps = None, 0
-            return means
+    def _next_batch(self, batches) -> dict | None:
+        """The loader's next batch as the model takes it (on the device), or None at the loader's end."""
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return None
+        batch = to_model_input(batch, self.cfg.data, self.device, channels_last=self.cfg.train.channels_last)
+        self._last_batch = batch
+        return batch
 
-        iterator = iter(self.loader)
-        for _ in range(self.steps_per_epoch):
-            t0 = time.perf_counter()
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                break
-            batch = to_model_input(batch, cfg.data, self.device, channels_last=cfg.train.channels_last)
-            self._last_batch = batch
-            t1 = time.perf_counter()
-            out, self._healthy = optimisation_step(
-                self.model, self.method, self.optimizer, batch, cfg, self.device, self._healthy, guard
-            )
-            self._good += self._healthy
-            self.scheduler.step()
-            t2 = time.perf_counter()
-            wait += t1 - t0
-            compute += t2 - t1
-            self.state.step += 1
-            count += 1
-            batch_size = next(v for v in batch.values() if torch.is_tensor(v)).shape[0]
-            window_samples += batch_size * dist.world_size()
-            if not keys:
-                keys = [k for k, v in out.items() if torch.is_tensor(v) and v.dim() == 0]
-            values = torch.stack([out[k].detach().float() for k in keys])
-            window = values if window is None else window + values
-            window_steps += 1
-            bar.update(1)
-            if self.state.step % max(1, cfg.train.log_every) == 0:
-                means = close_window()
-                elapsed = time.perf_counter() - window_start
-                self.logger.log(
-                    "train",
-                    self.state.step,
-                    epoch=epoch + 1,
-                    lr=self.optimizer.param_groups[0]["lr"],
-                    samples_per_s=window_samples / max(elapsed, 1e-9),
-                    **means,
-                )
-                bar.set_postfix(loss=f"{means['loss']:.4f}")
-                window_samples, window_start = 0, time.perf_counter()
-        if window_steps:  # the epoch's last steps since the last log line, checked before the checkpoint
-            close_window()
-        bar.close()
-        means = {k: v / max(count, 1) for k, v in sums.items()}
-        total = wait + compute
-        means["data_wait_fraction"] = wait / total if total > 0 else 0.0
-        means["step_time_s"] = total / max(count, 1)
+    def _step(self, batch: dict, guard: StepGuard) -> dict[str, torch.Tensor]:
+        """One guarded optimiser step and one step of the schedule."""
+        out, self._healthy = optimisation_step(
+            self.model, self.method, self.optimizer, batch, self.cfg, self.device, self._healthy, guard
+        )
+        self._good += self._healthy
+        self.scheduler.step()
+        self.state.step += 1
+        return out
+
+    def _log_window(self, meter: _EpochMeter, epoch: int) -> dict[str, float]:
+        """Checks the flag, closes the window and writes its log line; returns the window's means."""
+        means = meter.close_window(self._check_and_reduce(meter.window, meter.window_steps, meter.keys, epoch))
+        self.logger.log(
+            "train",
+            self.state.step,
+            epoch=epoch + 1,
+            lr=self.optimizer.param_groups[0]["lr"],
+            samples_per_s=meter.window_rate(),
+            **means,
+        )
         return means
 
     def method_diagnostics(self) -> dict[str, float]:

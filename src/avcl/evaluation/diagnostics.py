@@ -40,12 +40,13 @@ class PregateView(nn.Module):
 
 def dataset_features(method: nn.Module, cfg, split: str) -> tuple[Tensor, Tensor, Tensor]:
     """Encoder features and gate of the first evaluation clip of every video of ``split``."""
-    from avcl.engine.setup import open_cache, setup_device
-    from avcl.evaluation.classify import _eval_loader, collect
+    from avcl.engine.inference import collect
+    from avcl.engine.run import start_run
 
-    device = setup_device(cfg)
+    setup = start_run(cfg, seed=False)
+    device = setup.device
     method = method.to(device).eval()
-    loader, _ = _eval_loader(cfg, open_cache(cfg), split, "test", True, device)
+    loader, _ = setup.eval_loader(split, "test", require_audio=True)
     d = method.feature_dim
 
     def fn(b):
@@ -59,7 +60,7 @@ def dataset_features(method: nn.Module, cfg, split: str) -> tuple[Tensor, Tensor
 
 def diagnose(method: nn.Module, cfg, out: str | Path | None, probes: bool = True) -> dict:
     """The gate-only check on the training split, and the gated and pre-gate linear probes (``both``)."""
-    from avcl.evaluation.classify import linear_probe
+    from avcl.evaluation.probe import linear_probe
 
     if getattr(method, "amfm", None) is None:
         raise ValueError("the gate-only check needs an AVCL method with AMFM (method.amfm=true)")

@@ -165,8 +165,8 @@ def embed_videos(
 ) -> FeatureSet:
     """Features of every video of ``data`` (a prepared cache or a folder of videos); see the module docstring."""
     from avcl.data.datasets import build_loader
+    from avcl.engine.inference import collect
     from avcl.engine.setup import setup_device
-    from avcl.evaluation.classify import collect
 
     data = Path(data)
     if not data.is_dir():

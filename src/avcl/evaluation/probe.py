@@ -1,8 +1,5 @@
-"""Action recognition protocols (METHOD.md section 6): fine-tuning, linear probe, video-level test.
-
-Video-level testing averages the logits of ``data.test_clips`` clips spread uniformly over each video
-(centre crop) and reports top-1 and top-5 accuracy, with a confusion-matrix PNG beside the numbers.
-"""
+"""The linear probe (METHOD.md section 6): frozen encoders, a regularised linear classifier on the
+features of each modality, tested at video level."""
 
 from __future__ import annotations
 
@@ -10,201 +7,17 @@ import json
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avcl.config import Config
-from avcl.data.transforms import to_model_input
-from avcl.engine.checkpoint import load_checkpoint
-from avcl.engine.setup import open_cache, place_method, setup_device, split_dataset, split_loader
-from avcl.engine.trainer import Trainer, autocast, make_optimizer, make_schedule, seed_everything
+from avcl.engine.inference import collect
+from avcl.engine.run import start_run
 from avcl.errors import UserError
-from avcl.evaluation.plots import plot_confusion_matrix, plot_run
+from avcl.evaluation.metrics import report_predictions
 from avcl.methods.base import Method
-from avcl.methods.supervised import Supervised
-from avcl.progress import progress as progress_bar
 
-
-# -- metrics -------------------------------------------------------------------------------------
-def topk_accuracy(logits: Tensor, labels: Tensor, ks=(1, 5)) -> dict[str, float]:
-    """Percent of rows whose label is among the k largest logits, for each k (capped at #classes)."""
-    out = {}
-    for k in ks:
-        k_eff = min(k, logits.shape[1])
-        hit = (logits.topk(k_eff, dim=1).indices == labels[:, None]).any(dim=1).float().mean()
-        out[f"top{k}"] = 100.0 * float(hit)
-    return out
-
-
-def confusion_matrix(pred: np.ndarray, true: np.ndarray, num_classes: int) -> np.ndarray:
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (true, pred), 1)
-    return matrix
-
-
-def report_predictions(
-    logits: Tensor, labels: Tensor, classes: list[str], out: Path | None, title: str, ks=(1, 5)
-) -> dict:
-    """Top-k, per-class accuracy and the confusion matrix; files ``metrics.json`` and ``confusion.png``."""
-    metrics = topk_accuracy(logits, labels, ks)
-    pred = logits.argmax(dim=1).numpy()
-    true = labels.numpy()
-    matrix = confusion_matrix(pred, true, len(classes))
-    per_class = {
-        c: (100.0 * matrix[i, i] / matrix[i].sum()) if matrix[i].sum() else None for i, c in enumerate(classes)
-    }
-    metrics.update(
-        {"videos": int(len(true)), "per_class_top1": per_class, "confusion": matrix.tolist(), "classes": list(classes)}
-    )
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        plot_confusion_matrix(matrix, classes, out / "confusion.png", title=f"{title}: top-1 {metrics['top1']:.1f}%")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
-
-
-# -- features and logits over a loader -----------------------------------------------------------
-@torch.no_grad()
-def collect(
-    fn: Callable[[dict], Tensor], loader, cfg: Config, device: torch.device, desc: str
-) -> tuple[Tensor, Tensor]:
-    """Apply ``fn`` to every batch; test-mode batches (B, N, ...) are flattened to B*N clips and
-    returned as (B, N, D). Returns (outputs on the CPU, labels)."""
-    outs, labels = [], []
-    for batch in progress_bar(loader, desc=desc, unit="batch", leave=False, disable=not cfg.train.progress):
-        batch = to_model_input(batch, cfg.data, device)
-        clips = batch["video"].dim() == 6 if "video" in batch else batch["audio"].dim() == 5
-        if clips:
-            b, n = (batch["video"] if "video" in batch else batch["audio"]).shape[:2]
-            flat = {k: v.flatten(0, 1) if k in ("video", "audio") else v for k, v in batch.items()}
-        with autocast(device, cfg.train.amp):
-            y = fn(flat if clips else batch).float()
-        outs.append(y.view(b, n, -1).cpu() if clips else y.cpu())
-        labels.append(batch["label"].cpu())
-    return torch.cat(outs), torch.cat(labels)
-
-
-def _eval_loader(cfg: Config, cache, split: str, mode: str, require_audio: bool, device: torch.device):
-    dataset = split_dataset(cfg, cache, split, mode, require_audio=require_audio)
-    return split_loader(cfg, dataset, batch_size=cfg.eval.batch_size, shuffle=False, device=device), dataset
-
-
-def _has_split(cache, split: str) -> bool:
-    return split and len(cache.indices(split)) > 0
-
-
-def _embed_fn(method: Method, modality: str) -> Callable[[dict], Tensor]:
-    return lambda b: method.embed(b.get("video"), b.get("audio"), modality)
-
-
-# -- video-level test ----------------------------------------------------------------------------
-def video_level_test(
-    model: Supervised,
-    cfg: Config,
-    out: Path | None,
-    split: str | None = None,
-    device: torch.device | None = None,
-    title: str = "test",
-) -> dict:
-    """Logits averaged over ``data.test_clips`` uniform clips per video (centre crop)."""
-    device = device or setup_device(cfg)
-    cache = open_cache(cfg)
-    split = split or cfg.data.test_split
-    model = model.to(device).eval()
-    loader, dataset = _eval_loader(cfg, cache, split, "test", model.uses_audio, device)
-    logits, labels = collect(
-        lambda b: model.classifier(model.embed(b.get("video"), b.get("audio"))), loader, cfg, device, f"test ({split})"
-    )
-    metrics = report_predictions(logits.mean(dim=1), labels, dataset.classes, out, title, cfg.eval.topk)
-    metrics.update({"split": split, "clips_per_video": cfg.data.test_clips, "modality": model.modality})
-    if out is not None:
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
-
-
-# -- fine-tuning ---------------------------------------------------------------------------------
-@torch.no_grad()
-def clip_accuracy(model: Supervised, loader, cfg: Config, device: torch.device) -> float:
-    """Top-1 (%) on single centre clips: the per-epoch validation of fine-tuning."""
-    was_training = model.training
-    model.eval()
-    logits, labels = collect(lambda b: model.logits(b), loader, cfg, device, "validate")
-    model.train(was_training)
-    return 100.0 * float((logits.argmax(1) == labels).float().mean())
-
-
-def finetune(
-    cfg: Config, out: str | Path, pretrained: Method | None = None, resume: bool = False, test: bool = True
-) -> dict:
-    """Train the encoders and a classifier end to end with labels (``eval.*`` settings; paper: SGD,
-    weight decay 5e-3, 150 epochs) and keep the best validation epoch; then test it at video level.
-
-    ``pretrained=None`` trains from scratch: that is the supervised Baseline-R / -A / -R+A of Table 4.
-    """
-    out = Path(out)
-    if not resume and (out / "last.pt").exists():
-        raise UserError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
-    device = setup_device(cfg)
-    seed_everything(cfg.train.seed)
-    cache = open_cache(cfg)
-    classes = list(cache.meta["classes"])
-    model = place_method(
-        cfg, Supervised(cfg, len(classes), modality=cfg.eval.modality, backbone_method=pretrained), device
-    )
-    train_set = split_dataset(cfg, cache, cfg.data.train_split, "train", require_audio=model.uses_audio)
-    loader = split_loader(
-        cfg,
-        train_set,
-        batch_size=cfg.eval.batch_size,
-        shuffle=True,
-        device=device,
-        distributed=True,
-        drop_last=len(train_set) > cfg.eval.batch_size,
-    )
-    val_split = cfg.data.val_split if _has_split(cache, cfg.data.val_split) else cfg.data.train_split
-    val_loader, _ = _eval_loader(cfg, cache, val_split, "eval", model.uses_audio, device)
-    optimizer = make_optimizer(model.parameters(), "sgd", cfg.eval.lr, cfg.eval.momentum, cfg.eval.weight_decay)
-
-    def schedule(opt, steps):
-        return make_schedule(opt, cfg.eval.schedule, cfg.eval.epochs, steps)
-
-    trainer = Trainer(
-        cfg,
-        model,
-        loader,
-        out=out,
-        epochs=cfg.eval.epochs,
-        optimizer=optimizer,
-        scheduler_factory=schedule,
-        device=device,
-        kind="finetune",
-        metric="val_acc",
-        evaluate=lambda m: {"val_acc": clip_accuracy(m, val_loader, cfg, device)},
-        meta={
-            "classes": classes,
-            "num_classes": len(classes),
-            "modality": model.modality,
-            "backbone_method": pretrained.name if pretrained is not None else None,
-            "val_split": val_split,
-        },
-    )
-    if resume:
-        trainer.resume()
-    state = trainer.fit()
-    if trainer.is_main:
-        plot_run(out)
-    result = {"best_val_acc": state.best_metric, "epochs": state.epoch}
-    if test:
-        best = load_checkpoint(out / "best.pt", map_location=device)
-        model.load_state_dict(best["model"])
-        result["test"] = video_level_test(model, cfg, out / "test", device=device, title="fine-tuned")
-        (out / "result.json").write_text(json.dumps(result, indent=2))
-    return result
-
-
-# -- linear probe --------------------------------------------------------------------------------
 PROBE_MODALITIES = ("video", "audio", "both")
 
 
@@ -260,11 +73,11 @@ def extract_features(
 ) -> tuple[dict[str, Tensor], Tensor]:
     """Frozen features of every video of ``split``, in one pass over the data: for each modality a
     ``(videos, data.test_clips, D)`` tensor (uniform clips, centre crop), and the labels."""
-    device = device or setup_device(cfg)
-    cache = cache if cache is not None else open_cache(cfg)
+    setup = start_run(cfg, device=device, cache=cache, seed=False)
+    device = setup.device
     method = method.to(device).eval()
     needs_audio = any(m in ("audio", "both") for m in modalities)
-    loader, _ = _eval_loader(cfg, cache, split, "test", needs_audio, device)
+    loader, _ = setup.eval_loader(split, "test", require_audio=needs_audio)
     x, y = collect(_embed_modalities(method, modalities), loader, cfg, device, f"features ({split})")
     dims = [method.embed_dim(m) for m in modalities]
     if sum(dims) != x.shape[-1]:  # a method whose embed_dim does not describe its embed: one pass per modality
@@ -448,14 +261,13 @@ def linear_probes(
     each modality's report goes to ``out/<modality>/`` (or to ``out`` itself for one modality).
     """
     out = Path(out) if out is not None else None
-    device = setup_device(cfg)
-    cache = open_cache(cfg)
-    classes = list(cache.meta["classes"])
-    x_tr, y_tr = extract_features(method, cfg, cfg.data.train_split, modalities, device, cache)
+    setup = start_run(cfg, seed=False)
+    classes = list(setup.cache.meta["classes"])
+    x_tr, y_tr = extract_features(method, cfg, cfg.data.train_split, modalities, setup.device, setup.cache)
     x_val = y_val = None
-    if _has_split(cache, cfg.data.val_split):
-        x_val, y_val = extract_features(method, cfg, cfg.data.val_split, modalities, device, cache)
-    x_te, y_te = extract_features(method, cfg, cfg.data.test_split, modalities, device, cache)
+    if setup.has_split(cfg.data.val_split):
+        x_val, y_val = extract_features(method, cfg, cfg.data.val_split, modalities, setup.device, setup.cache)
+    x_te, y_te = extract_features(method, cfg, cfg.data.test_split, modalities, setup.device, setup.cache)
     results = {}
     parts = (method.embed_dim("video"), method.embed_dim("audio"))  # "both" is the two side by side
     for m in modalities:
