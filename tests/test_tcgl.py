@@ -1,7 +1,7 @@
 """TCGL (METHOD.md section 5): the VCOP tuple sampler, STKD, the dense GCN, the graph views, the GRACE
-loss, the leak-free inter-snippet graph and every option; a short pretraining and a linear probe
-through the CLI on the tiny benchmark. The generic tests (loss decreases, gradients, DDP equivalence)
-list TCGL in ``tests/test_methods.py``."""
+loss, the leak-free inter-snippet graph and every option; a short pretraining, a linear probe and a
+fine-tuning tested at video level through the CLI on the tiny benchmark. The generic tests (loss
+decreases, gradients, DDP equivalence) list TCGL in ``tests/test_methods.py``."""
 
 from __future__ import annotations
 
@@ -334,7 +334,7 @@ def test_bad_options_and_audio_are_refused():
 
 
 # -- end to end ----------------------------------------------------------------------------------------
-def test_pretrain_then_linear_probe_with_stkd(tiny_cache, tmp_path):
+def test_pretrain_then_linear_probe_and_finetuning_with_stkd(tiny_cache, tmp_path):
     run_cli(
         "pretrain",
         "--data",
@@ -365,6 +365,31 @@ def test_pretrain_then_linear_probe_with_stkd(tiny_cache, tmp_path):
     )
     metrics = json.loads((tmp_path / "lin" / "metrics.json").read_text())
     assert metrics["modality"] == "video" and metrics["feature_dim"] == 64
+    # fine-tuning from the TCGL checkpoint, then its video-level test (run by finetune, and again by `avcl test`)
+    run_cli(
+        "finetune",
+        "--checkpoint",
+        str(tmp_path / "pre"),
+        "--out",
+        str(tmp_path / "ft"),
+        "--modality",
+        "video",
+        "eval.epochs=2",
+        "data.stkd=true",
+    )
+    result = json.loads((tmp_path / "ft" / "result.json").read_text())
+    assert result["epochs"] == 2 and 0.0 <= result["best_val_acc"] <= 100.0
+    assert result["test"]["modality"] == "video" and result["test"]["videos"] > 0
+    for name in ("best.pt", "last.pt", "loss_curves.png", "test/metrics.json", "test/confusion.png"):
+        assert (tmp_path / "ft" / name).is_file(), name
+    from avcl.engine.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(tmp_path / "ft" / "best.pt")
+    assert ckpt["kind"] == "finetune" and ckpt["meta"]["backbone_method"] == "tcgl"
+    assert ckpt["config"]["data"]["stkd"] is True
+    proc = run_cli("test", "--checkpoint", str(tmp_path / "ft"), "--out", str(tmp_path / "test"))
+    tested = json.loads(proc.stdout.splitlines()[0])
+    assert tested["top1"] == pytest.approx(result["test"]["top1"]) and tested["videos"] == result["test"]["videos"]
 
 
 def test_tcgl_is_a_video_only_row_of_compare():
