@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from avcl.config import Config
 from avcl.losses import cross_correlation_loss, info_nce_cross_modal
@@ -122,3 +122,8 @@ class AVCL(Method):
             return super().embed(video, audio, modality)
         f_v, f_a = self.fuse(self.video_encoder(video), self.audio_encoder(audio))
         return torch.cat([f_v, f_a], dim=1)
+
+    def eval_modules(self, modality: str) -> list[nn.Module]:
+        """The encoders, and AMFM for the fused features of both modalities."""
+        fused = modality == "both" and self.amfm is not None
+        return super().eval_modules(modality) + ([self.amfm] if fused else [])

@@ -53,6 +53,16 @@ class Method(nn.Module):
             parts.append(self.audio_encoder(audio))
         return torch.cat(parts, dim=1)
 
+    def eval_modules(self, modality: str) -> list[nn.Module]:
+        """The modules :meth:`embed` reads for ``modality``: what fine-tuning trains (the rest, projectors,
+        predictors, momentum copies, is pretraining-only and is frozen)."""
+        modules = []
+        if modality in ("video", "both"):
+            modules.append(self.video_encoder)
+        if modality in ("audio", "both"):
+            modules.append(self.audio_encoder)
+        return modules
+
     def embed_dim(self, modality: str) -> int:
         return self.feature_dim * (2 if modality == "both" else 1)
 

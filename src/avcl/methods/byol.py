@@ -8,7 +8,7 @@ from torch import Tensor
 from avcl.config import Config
 from avcl.losses import negative_cosine
 from avcl.methods.base import Method
-from avcl.methods.moco import ema_update, momentum_copy, online_branches
+from avcl.methods.ema import ema_update, momentum_copy, online_branches
 from avcl.models.heads import mlp
 
 

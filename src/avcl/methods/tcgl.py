@@ -274,6 +274,9 @@ class TCGL(Method):
     def embed_dim(self, modality: str) -> int:
         return self.feature_dim
 
+    def eval_modules(self, modality: str) -> list[nn.Module]:
+        return [self.video_encoder]
+
 
 @torch.no_grad()
 def evaluate_order(
