@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -16,6 +18,9 @@ class Method(nn.Module):
     entry is back-propagated (the other entries are logged). ``uses_audio`` / ``uses_video`` say which
     inputs a method reads, so the data pipeline can keep videos without an audio track for video-only
     methods. ``supervised`` methods read ``batch["label"]``.
+
+    ``options`` is the dataclass of the method's own config keys, declared beside it; they join the
+    ``method`` section (``method.<key>``), or a section of their own named by ``options_section``.
     """
 
     name: str = "method"
@@ -24,6 +29,8 @@ class Method(nn.Module):
     uses_audio: bool = True
     # DDP must be told when some parameters get no gradient in a step (e.g. momentum encoders).
     find_unused_parameters: bool = False
+    options: ClassVar[type | None] = None
+    options_section: ClassVar[str] = "method"
 
     def __init__(self, cfg: Config, num_classes: int | None = None):
         super().__init__()

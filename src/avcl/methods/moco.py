@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -13,6 +15,12 @@ from avcl.losses import info_nce_queue
 from avcl.methods.base import Method
 from avcl.methods.ema import ema_update, momentum_copy, online_branches
 from avcl.models.heads import mlp
+
+
+@dataclass
+class MoCoOptions:
+    moco_queue: int = 4096  # negatives per modality (a buffer: checkpoints hold it)
+    moco_momentum: float = 0.99  # of the key encoders' EMA
 
 
 class MoCo(Method):
@@ -36,6 +44,7 @@ class MoCo(Method):
     """
 
     name = "moco"
+    options = MoCoOptions
 
     def __init__(self, cfg: Config, num_classes: int | None = None):
         super().__init__(cfg, num_classes)

@@ -3,12 +3,19 @@ and the model every pretrained method is fine-tuned as."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch.nn.functional as F
 from torch import Tensor
 
-from avcl.config import Config
+from avcl.config import MODALITIES, Config, choice
 from avcl.methods.base import Method
 from avcl.models.heads import Classifier
+
+
+@dataclass
+class SupervisedOptions:
+    supervised_modality: str = choice("both", MODALITIES)  # the features of the supervised baselines
 
 
 class Supervised(Method):
@@ -20,6 +27,7 @@ class Supervised(Method):
 
     name = "supervised"
     supervised = True
+    options = SupervisedOptions
 
     def __init__(
         self, cfg: Config, num_classes: int, modality: str | None = None, backbone_method: Method | None = None
