@@ -1,4 +1,4 @@
-"""Each rank trains every comparison method for a few steps on its N rows of a global batch of 2N.
+"""Each rank trains every self-supervised method of the registry for a few steps on its N rows of a global batch of 2N.
 
 The tiny configuration (``tiny_config``), the batches (``global_batch``) and the training run
 (``run_method``) are shared with ``tests/test_methods.py``, which runs the same steps in one process
