@@ -44,3 +44,17 @@ def test_data_flows_one_way_the_engine_never_imports_evaluation():
         for path in (root / layer).rglob("*.py"):
             imports = re.findall(r"^\s*(?:from|import)\s+(avcl[\w.]*)", path.read_text(), re.M)
             assert not [m for m in imports if m.startswith(forbidden)], (path, imports)
+
+
+def test_the_config_the_registry_and_the_command_line_parser_import_no_torch():
+    """The method section is composed on the first ``Config()``, not at import: ``avcl --help`` stays quick."""
+    script = (
+        "import sys, avcl.config, avcl.methods, avcl.experiments, avcl.cli\n"
+        "avcl.cli.build_parser()\n"
+        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]\n"
+        "avcl.config.Config()\n"
+        "assert 'torch' in sys.modules\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr

@@ -86,6 +86,20 @@ def test_gradients_reach_both_encoders_and_not_the_momentum_copies(name):
         assert not online & {id(p) for p in copy.parameters()}
 
 
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_the_declared_evaluation_modules_are_those_the_features_depend_on(name):
+    """``eval_modules(modality)`` (what fine-tuning trains) holds exactly the parameters that get a
+    gradient from ``embed`` for that modality."""
+    method = build(name).eval()
+    batch = global_batch(2, 0)
+    for modality in ("video",) if name in VIDEO_ONLY else ("video", "audio", "both"):
+        method.zero_grad(set_to_none=True)
+        method.embed(batch["video"], batch["audio"], modality).sum().backward()
+        reached = {n for n, p in method.named_parameters() if p.grad is not None}
+        declared = {id(p) for m in method.eval_modules(modality) for p in m.parameters()}
+        assert reached == {n for n, p in method.named_parameters() if id(p) in declared}, modality
+
+
 @pytest.mark.parametrize("name", sorted(MOMENTUM_COPY))
 def test_momentum_copy_moves_toward_the_online_weights(name):
     method = build(name)

@@ -13,12 +13,19 @@ import torch
 import torch.nn.functional as F
 from conftest import TINY, run_cli
 
-from avcl.config import Config, DataConfig, TCGLConfig
+from avcl.config import Config, DataConfig
 from avcl.data.transforms import stkd, to_model_input
 from avcl.data.tuples import PERMUTATIONS, TupleDataset, random_tuple, tuple_frame_ids, tuple_length
 from avcl.errors import UserError
 from avcl.methods import build_method
-from avcl.methods.tcgl import DenseGCN, chain_adjacency, gcn_normalize, grace_loss, true_order_adjacency
+from avcl.methods.tcgl import (
+    DenseGCN,
+    TCGLOptions,
+    chain_adjacency,
+    gcn_normalize,
+    grace_loss,
+    true_order_adjacency,
+)
 
 
 def tcgl_config(**tcgl) -> Config:
@@ -74,7 +81,7 @@ def test_tuple_dataset_reads_the_frames_of_its_tuple_with_one_crop(tiny_cache):
 
     cache = PreparedCache(tiny_cache)
     data = DataConfig(clip_len=4, crop_size=32, hflip=False)
-    ds = TupleDataset(cache, "train", data, TCGLConfig(gap=2), seed=0)
+    ds = TupleDataset(cache, "train", data, TCGLOptions(gap=2), seed=0)
     assert ds.short_videos == 0 and "0 of" in ds.report
     for key in [(0, 5), (3, 17), (len(ds) - 1, 2)]:
         sample = ds[key]
@@ -102,14 +109,14 @@ def test_short_videos_are_skipped_or_looped_and_counted(tiny_cache):
     length = tuple_length(8, 6)  # 36 frames
     short = int((frames < length).sum())
     assert 0 < short < len(frames), frames  # the tiny videos have 30 to 40 frames
-    skip = TupleDataset(cache, "train", data, TCGLConfig(gap=6), seed=0)
+    skip = TupleDataset(cache, "train", data, TCGLOptions(gap=6), seed=0)
     assert skip.short_videos == short and len(skip) == len(frames) - short and "skipped" in skip.report
-    loop = TupleDataset(cache, "train", data, TCGLConfig(gap=6, short_videos="loop"), seed=0)
+    loop = TupleDataset(cache, "train", data, TCGLOptions(gap=6, short_videos="loop"), seed=0)
     assert loop.short_videos == short and len(loop) == len(frames) and "looped" in loop.report
     for pos in range(len(loop)):
         assert loop[(pos, pos)]["tuple"].shape == (3, 3, 8, 32, 32)
     with pytest.raises(UserError, match="short_videos=loop"):
-        TupleDataset(cache, "train", DataConfig(clip_len=16, crop_size=32), TCGLConfig(), seed=0)
+        TupleDataset(cache, "train", DataConfig(clip_len=16, crop_size=32), TCGLOptions(), seed=0)
 
 
 # -- STKD ---------------------------------------------------------------------------------------------

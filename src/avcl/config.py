@@ -6,12 +6,20 @@ the fields below; ``key=value`` overrides on the command line use dotted names
 the key and the closest valid ones, so a typo never silently falls back to a default.
 
 Where the paper is silent or ambiguous, the defaults follow ``METHOD.md`` and the README lists them.
+
+The ``method`` section is composed: the keys several methods share (:class:`SharedMethodOptions`)
+plus the options each method of the registry (:mod:`avcl.methods`) declares in a dataclass beside
+it; a method may instead keep its options in a section of its own (TCGL's ``tcgl``). This module
+imports no method at import time (that would import torch): the composition happens on the first
+``Config()``. A field that takes one of a few values says so with :func:`choice`, and
+:func:`validate` checks every such field, whatever its section.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -23,6 +31,25 @@ from avcl.errors import UserError
 
 class ConfigError(UserError, ValueError):
     """A configuration file or override that cannot be applied."""
+
+
+def choice(default: Any, choices: Iterable[Any]) -> Any:
+    """A dataclass field that takes one of ``choices`` (checked by :func:`validate`)."""
+    choices = tuple(choices)
+    if default not in choices:
+        raise ValueError(f"default {default!r} is not one of {choices}")
+    return field(default=default, metadata={"choices": choices})
+
+
+# Allowed values, defined once: config validation reads them from the fields, the command line and the
+# modules that implement them import them from here.
+BACKBONES = ("c3d", "r3d", "r21d")  # avcl.models.backbones
+DEPTHS = (9, 18)  # convolutions: one residual block per stage (the paper) or two
+C3D_AUDIO_MODES = ("no_temporal_pool", "tile")
+MODALITIES = ("video", "audio", "both")  # the features a method is evaluated (or trained, supervised) on
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("constant", "cosine", "step")  # of fine-tuning (eval.schedule)
+PRETRAIN_SCHEDULES = SCHEDULES + ("plateau",)  # optim.schedule: plateau watches the training loss
 
 
 @dataclass
@@ -49,7 +76,9 @@ class DataConfig:
     persistent_workers: bool = True
     prefetch_factor: int = 4
     normalize_on_device: bool = True  # ship uint8 clips, normalise on the training device
-    decode_device: str = "cpu"  # cpu: loader workers decode the JPEG frames; device: batched on the training device
+    decode_device: str = choice(
+        "cpu", ("cpu", "device")
+    )  # cpu: loader workers decode the JPEG frames; device: batched on the training device
     stkd: bool = False  # remove each clip's temporal mean per pixel (TCGL's STKD) in to_model_input
 
 
@@ -57,59 +86,43 @@ class DataConfig:
 class ModelConfig:
     """The two encoders (METHOD.md section 2)."""
 
-    backbone: str = "r3d"  # c3d | r3d | r21d
-    depth: int = 9  # 9 convolutions (one block per stage, the paper) or 18 (two blocks)
+    backbone: str = choice("r3d", BACKBONES)
+    depth: int = choice(9, DEPTHS)  # 9 convolutions (one block per stage, the paper) or 18 (two blocks)
     width: float = 1.0  # multiplier of the base width 64 (0.25 gives 16 for CPU runs)
     shared: bool = False  # one model for both modalities (paper Table 1, "model number 1")
-    c3d_audio: str = "no_temporal_pool"  # C3D on a T=1 spectrogram: no_temporal_pool | tile
+    c3d_audio: str = choice("no_temporal_pool", C3D_AUDIO_MODES)  # C3D on a T=1 spectrogram
     dropout: float = 0.7  # between fully-connected layers of the classifier
     sync_bn: bool = False  # SyncBatchNorm under DDP on CUDA
 
 
 @dataclass
-class MethodConfig:
-    """The self-supervised (or supervised) objective and its options."""
+class SharedMethodOptions:
+    """The keys of the ``method`` section that several methods read; each method's own keys are in its
+    options dataclass (``avcl/methods/<method>.py``), composed into the section by :func:`method_config_class`."""
 
-    name: str = "avcl"
-    # AVCL (METHOD.md section 3)
-    amfm: bool = True
-    gate: str = "sigmoid"  # sigmoid (default) | relu (the paper's text, read literally)
-    cgra: bool = True
-    cgra_layer: str = "pool"  # conv3 | conv4 | conv5 | pool | conv5+pool
-    cgra_lambda: float = 0.005  # off-diagonal weight of the cross-correlation loss
-    standardize: bool = True  # zero-mean, unit-variance features before Eq. 6
-    cgra_reduce: str = "mean"  # sum (Eq. 5 as printed, grows with D) | mean (divided by D)
-    loss_on: str = "projector"  # fused (AMFM outputs, the paper) | encoder | projector: what CGRA/SelfCL compare
-    selfcl: bool = True
-    lambda_cor: float = 0.5  # paper: 0.9 (measured: with it CGRA's gradient dominates SelfCL's)
-    lambda_self: float = 0.5  # paper: 0.1
-    temperature: float = 0.5
-    # projector heads: AVCL with loss_on=projector, and the comparison methods (METHOD.md section 4)
+    name: str = "avcl"  # a method of the registry, avcl.methods.REGISTRY
+    temperature: float = 0.5  # InfoNCE temperature (AVCL's SelfCL, SimCLR, MoCo, IIC)
+    # projector and predictor heads, dropped after pretraining (METHOD.md section 4)
     proj_dim: int = 128
     proj_hidden: int = 512
-    barlow_proj_dim: int = 2048
-    moco_queue: int = 4096
-    moco_momentum: float = 0.99
-    byol_momentum: float = 0.99
     pred_hidden: int = 512
-    iic_intra: str = "both"  # repeat | shuffle | both: how IIC breaks temporal order
-    supervised_modality: str = "both"  # video | audio | both, for the supervised baselines
+    cgra_lambda: float = 0.005  # off-diagonal weight of the cross-correlation loss (AVCL's CGRA, Barlow Twins)
 
 
 @dataclass
 class OptimConfig:
     """SGD as the paper (section 3.2), with the usual schedules."""
 
-    name: str = "sgd"  # sgd | adamw
+    name: str = choice("sgd", OPTIMIZERS)
     lr: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "constant"  # constant | cosine | step | plateau
+    schedule: str = choice("constant", PRETRAIN_SCHEDULES)
     warmup_epochs: int = 0
     step_epochs: list = field(default_factory=list)  # for schedule=step
     step_gamma: float = 0.1  # the rate's multiplier at each step epoch (step) or plateau (plateau)
     plateau_patience: int = 50  # schedule=plateau: epochs without improvement of the training loss before a cut
-    lr_scaling: str = "none"  # none | linear: lr * global_batch / base_batch
+    lr_scaling: str = choice("none", ("none", "linear"))  # lr * global_batch / base_batch
     base_batch: int = 16
 
 
@@ -121,8 +134,10 @@ class TrainConfig:
     epochs: int = 300
     batch_size: int = 16  # per process
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | off; bf16 and fp16 are refused off CUDA
+    device: str = choice("auto", ("auto", "cpu", "cuda"))
+    amp: str = choice(
+        "auto", ("auto", "bf16", "fp16", "off")
+    )  # auto: bf16 on CUDA, fp32 on CPU; bf16 and fp16 are refused off CUDA
     channels_last: bool = False  # channels_last_3d memory format on CUDA
     compile: bool = False  # torch.compile the method
     grad_clip: float = 0.0  # 0 disables
@@ -137,14 +152,14 @@ class TrainConfig:
 class EvalConfig:
     """Downstream evaluation: fine-tuning, linear probe, video-level test (METHOD.md section 6)."""
 
-    modality: str = "both"  # video | audio | both (fused features)
+    modality: str = choice("both", MODALITIES)  # both: the two encoders' features (AVCL: fused)
     epochs: int = 150
     batch_size: int = 16
     lr: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 5e-3
-    optimizer: str = "sgd"  # sgd | adamw
-    schedule: str = "constant"  # constant | cosine | step
+    optimizer: str = choice("sgd", OPTIMIZERS)
+    schedule: str = choice("constant", SCHEDULES)
     warmup_epochs: int = 0
     step_epochs: list = field(default_factory=list)  # for schedule=step
     step_gamma: float = 0.1  # the rate's multiplier at each step epoch
@@ -155,33 +170,76 @@ class EvalConfig:
     topk: list = field(default_factory=lambda: [1, 5])
 
 
-@dataclass
-class TCGLConfig:
-    """TCGL (METHOD.md section 5): the VCOP tuple, the graphs and their views."""
+@functools.cache
+def _compose(methods: tuple[str, ...]) -> tuple[type, dict[str, type]]:
+    """The ``method`` section's dataclass for the registered ``methods``, and the sections of their own."""
+    from avcl.methods import REGISTRY
 
-    gap: int = 8  # frames between consecutive snippets of a tuple (3 x data.clip_len + 2 x gap frames)
-    sets: int = 4  # frame sets (intra-graph nodes) per snippet; data.clip_len must be a multiple
-    short_videos: str = "skip"  # videos shorter than the tuple: skip (dropped, counted) | loop (frame ids wrap)
-    stkd: bool = True  # temporal-mean removal per snippet and per frame set during pretraining
-    inter_edges: str = (
-        "positions"  # positions (0-1, 1-2 of the shuffled order) | true_order (the release: leaks the label)
-    )
-    intra_gcn: str = "shared"  # shared (one GCN for the three snippets) | per_position (the release: one per position)
-    edge_drop: float = 0.2  # view 2: probability of dropping each directed edge
-    feature_mask: float = 0.1  # view 2: probability of masking each feature dimension (one mask per sample)
-    temperature: float = 0.5  # GRACE's tau
-    order_dropout: float = 0.5  # dropout of the ASOP classifier
+    fields = {f.name: (f, "the shared keys") for f in dataclasses.fields(SharedMethodOptions)}
+    sections: dict[str, type] = {}
+    for name in methods:
+        cls = REGISTRY[name].load()
+        options, section = getattr(cls, "options", None), getattr(cls, "options_section", "method")
+        if options is None:
+            continue
+        if section != "method":
+            if section in sections or section not in {f.name for f in dataclasses.fields(Config)}:
+                raise TypeError(f"method {name}: options section '{section}' is taken or not a field of Config")
+            sections[section] = options
+            continue
+        for f in dataclasses.fields(options):
+            if f.name in fields:
+                raise TypeError(f"method {name}: option method.{f.name} is already declared by {fields[f.name][1]}")
+            fields[f.name] = (f, f"method {name}")
+    spec = []
+    for f, _ in fields.values():
+        kwargs: dict[str, Any] = {"metadata": f.metadata}
+        if f.default is not dataclasses.MISSING:
+            kwargs["default"] = f.default
+        else:
+            kwargs["default_factory"] = f.default_factory
+        spec.append((f.name, f.type, field(**kwargs)))
+    method_cls = dataclasses.make_dataclass("MethodConfig", spec)
+    method_cls.__module__ = __name__  # pickled by reference as avcl.config.MethodConfig (module __getattr__)
+    method_cls.__doc__ = "The ``method`` section: the shared keys and every registered method's options."
+    return method_cls, sections
+
+
+def method_config_class() -> type:
+    """The dataclass of the ``method`` section, composed from the registry (imports the methods)."""
+    from avcl.methods import REGISTRY
+
+    return _compose(tuple(REGISTRY))[0]
+
+
+def section_class(section: str) -> type:
+    """The options dataclass a registered method keeps in a section of its own (``tcgl``)."""
+    from avcl.methods import REGISTRY
+
+    sections = _compose(tuple(REGISTRY))[1]
+    if section not in sections:
+        raise TypeError(f"no registered method declares the options section '{section}'")
+    return sections[section]
+
+
+def __getattr__(name: str) -> Any:  # the composed classes under the names they had as static classes
+    if name == "MethodConfig":
+        return method_config_class()
+    if name == "TCGLConfig":
+        return section_class("tcgl")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
+    method: Any = field(default_factory=lambda: method_config_class()())
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    tcgl: TCGLConfig = field(default_factory=TCGLConfig)
+    # a method that keeps its options in a section of its own (``options_section``) has a field here
+    tcgl: Any = field(default_factory=lambda: section_class("tcgl")())
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -324,29 +382,14 @@ def config_from_dict(tree: dict) -> Config:
     return apply_dict(Config(), upgrade_saved(tree), "saved config")
 
 
-_CHOICES = {
-    "model.backbone": ("c3d", "r3d", "r21d"),
-    "model.depth": (9, 18),
-    "model.c3d_audio": ("no_temporal_pool", "tile"),
-    "method.gate": ("sigmoid", "relu"),
-    "method.cgra_layer": ("conv3", "conv4", "conv5", "pool", "conv5+pool"),
-    "method.cgra_reduce": ("sum", "mean"),
-    "method.loss_on": ("fused", "encoder", "projector"),
-    "method.iic_intra": ("repeat", "shuffle", "both"),
-    "method.supervised_modality": ("video", "audio", "both"),
-    "optim.name": ("sgd", "adamw"),
-    "optim.schedule": ("constant", "cosine", "step", "plateau"),
-    "optim.lr_scaling": ("none", "linear"),
-    "train.amp": ("auto", "bf16", "fp16", "off"),
-    "data.decode_device": ("cpu", "device"),
-    "train.device": ("auto", "cpu", "cuda"),
-    "eval.modality": ("video", "audio", "both"),
-    "eval.optimizer": ("sgd", "adamw"),
-    "eval.schedule": ("constant", "cosine", "step"),
-    "tcgl.short_videos": ("skip", "loop"),
-    "tcgl.inter_edges": ("positions", "true_order"),
-    "tcgl.intra_gcn": ("shared", "per_position"),
-}
+def field_choices(cfg: Any, prefix: str = "") -> Iterable[tuple[str, tuple]]:
+    """``(dotted key, allowed values)`` of every field of ``cfg`` declared with :func:`choice`."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from field_choices(value, f"{prefix}{f.name}.")
+        elif "choices" in f.metadata:
+            yield f"{prefix}{f.name}", f.metadata["choices"]
 
 
 def get_key(cfg: Config, key: str) -> Any:
@@ -357,10 +400,12 @@ def get_key(cfg: Config, key: str) -> Any:
 
 
 def validate(cfg: Config) -> None:
-    for key, choices in _CHOICES.items():
+    from avcl.methods import REGISTRY
+
+    for key, allowed in [("method.name", tuple(REGISTRY)), *field_choices(cfg)]:
         value = get_key(cfg, key)
-        if value not in choices:
-            raise ConfigError(f"config key '{key}' is {value!r}; choose one of {', '.join(map(str, choices))}")
+        if value not in allowed:
+            raise ConfigError(f"config key '{key}' is {value!r}; choose one of {', '.join(map(str, allowed))}")
     if cfg.train.device == "cpu" and cfg.train.amp in ("bf16", "fp16"):
         raise ConfigError(
             f"train.amp={cfg.train.amp} with train.device=cpu: mixed precision runs on CUDA only "

@@ -17,13 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from avcl.config import ConfigError, load_config
+from avcl.config import MODALITIES, ConfigError, load_config
 
 PRESET = Path(__file__).resolve().parents[2] / "configs" / "demo_cpu.yaml"
 PAPER_PRESET = PRESET.parent / "avcl_paper_r3d.yaml"
 # Without the paper-literal preset: the two options that read the paper's text literally.
 PAPER_FALLBACK = ("method.gate=relu", "method.standardize=false")
-MODALITIES = ("video", "audio", "both")
 
 
 def _preset_path() -> Path:

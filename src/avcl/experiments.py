@@ -18,7 +18,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avcl.config import PAPER_LITERAL, Config, parse_override, set_key, validate
+from avcl.config import MODALITIES, Config, parse_override, set_key, validate
 from avcl.errors import UserError
 
 
@@ -33,7 +33,7 @@ class Row:
 
 
 RANDOM_INIT = Row("random init", random=True, note="untrained encoders")
-PROBE_MODALITIES = ("video", "audio", "both")
+PROBE_MODALITIES = MODALITIES
 # protocol -> the result keys (table columns) it fills
 COLUMNS = {
     "linear": tuple(f"linear_{m}" for m in PROBE_MODALITIES),
@@ -53,46 +53,20 @@ HEADERS = {
 PROTOCOLS = tuple(COLUMNS)
 
 
-TABLE4 = [
-    Row("Baseline-R", supervised="video", paper=60.4),
-    Row("Baseline-A", supervised="audio", paper=52.9),
-    Row("Baseline-R+A", supervised="both", paper=73.9),
-    Row("IIC", ("method.name=iic",), paper=60.5),
-    Row("SimCLR", ("method.name=simclr",), paper=69.7),
-    Row("MoCo", ("method.name=moco",), paper=68.2),
-    Row("BYOL", ("method.name=byol",), paper=73.3),
-    Row("SimSiam", ("method.name=simsiam",), paper=72.9),
-    Row("Barlow Twins", ("method.name=barlow",), paper=69.6),
-    Row("AVCL", ("method.name=avcl",), paper=75.6, note="avcl's default: losses on projector outputs"),
-    Row(
-        "AVCL (paper literal)",
-        ("method.name=avcl", *(f"{k}={v}" for k, v in PAPER_LITERAL.items())),
-        paper=75.6,
-        note="the text to the letter: configs/avcl_paper_*.yaml",
-    ),
-]
-METHOD_ROWS = {
-    "baseline-r": 0,
-    "baseline-a": 1,
-    "baseline-r+a": 2,
-    "iic": 3,
-    "simclr": 4,
-    "moco": 5,
-    "byol": 6,
-    "simsiam": 7,
-    "barlow": 8,
-    "avcl": 9,
-    "avcl-paper": 10,
-}
+def compare_rows() -> dict[str, tuple[Row, bool]]:
+    """Every row ``avcl compare`` can run, from the method registry: ``--methods`` name -> (row, whether
+    ``all``, the paper's Table 4, holds it), in the registry's order."""
+    from avcl.methods import REGISTRY
 
-# Rows beyond the paper's Table 4, chosen by name (``--methods avcl,tcgl``); ``all`` stays the paper's table.
-EXTRA_ROWS = {
-    "tcgl": Row(
-        "TCGL (video only)",
-        ("method.name=tcgl", "eval.modality=video", "data.stkd=true"),
-        note="video features only, STKD at evaluation; the TCGL papers report no Kinetics-Sounds number",
-    ),
-}
+    rows = {}
+    for entry in REGISTRY.values():
+        for r in entry.compare_rows():
+            overrides = r.overrides if r.supervised else (f"method.name={entry.name}", *r.overrides)
+            rows[r.key] = (Row(r.title, overrides, r.paper, r.supervised, r.note), entry.in_paper_table)
+    return rows
+
+
+TABLE4 = [row for row, in_table4 in compare_rows().values() if in_table4]
 
 TABLES: dict[str, tuple[str, list[Row]]] = {
     "table1": (
@@ -144,16 +118,16 @@ TABLES: dict[str, tuple[str, list[Row]]] = {
 
 
 def table4_rows(methods: str) -> list[Row]:
-    """``all`` or a comma-separated list of method names (avcl, simclr, ..., baseline-r, baseline-a, baseline-r+a)."""
+    """``all`` (the paper's Table 4) or a comma-separated list of row names (avcl, simclr, ..., baseline-r,
+    baseline-a, baseline-r+a, and the registered methods beyond the paper's table, e.g. tcgl)."""
+    rows = compare_rows()
     if methods == "all":
-        return list(TABLE4)
+        return [row for row, in_table4 in rows.values() if in_table4]
     names = [m.strip().lower() for m in methods.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METHOD_ROWS and m not in EXTRA_ROWS]
+    unknown = [m for m in names if m not in rows]
     if unknown:
-        raise UserError(
-            f"unknown method(s) {', '.join(unknown)}; choose from all, {', '.join([*METHOD_ROWS, *EXTRA_ROWS])}"
-        )
-    return [EXTRA_ROWS[m] if m in EXTRA_ROWS else TABLE4[METHOD_ROWS[m]] for m in names]
+        raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from all, {', '.join(rows)}")
+    return [rows[m][0] for m in names]
 
 
 def _slug(name: str) -> str:

@@ -82,6 +82,9 @@ def info_nce_cross_modal_extra(
         return one_direction(v, a_all, v_all) + one_direction(a, v_all, a_all)
 
 
+REDUCTIONS = ("sum", "mean")  # of cross_correlation_loss over the feature dimensions
+
+
 def cross_correlation_loss(
     z1: Tensor, z2: Tensor, lambd: float = 0.005, standardize: bool = True, eps: float = 1e-5, reduction: str = "sum"
 ) -> Tensor:
@@ -97,7 +100,7 @@ def cross_correlation_loss(
     ``reduction="sum"`` is Eq. 5 as printed (it grows with D); ``"mean"`` divides it by D, so that the
     loss and its gradient keep one scale whatever the feature width.
     """
-    if reduction not in ("sum", "mean"):
+    if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     with torch.autocast(z1.device.type, enabled=False):
         z1, z2 = _fp32(z1, z2)

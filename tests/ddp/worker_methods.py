@@ -1,4 +1,4 @@
-"""Each rank trains every comparison method for a few steps on its N rows of a global batch of 2N.
+"""Each rank trains every self-supervised method of the registry for a few steps on its N rows of a global batch of 2N.
 
 The tiny configuration (``tiny_config``), the batches (``global_batch``) and the training run
 (``run_method``) are shared with ``tests/test_methods.py``, which runs the same steps in one process
@@ -22,12 +22,23 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
 from avcl import distributed
-from avcl.config import Config
-from avcl.methods import build_method
+from avcl.config import Config, parse_override, set_key, validate
+from avcl.methods import REGISTRY, build_method
 from ddp.harness import save_result
 
-METHOD_NAMES = ("avcl", "simclr", "moco", "byol", "simsiam", "barlow", "iic", "tcgl")
-VIDEO_ONLY = {"tcgl"}  # no audio encoder
+
+def method_names() -> tuple[str, ...]:
+    """Every self-supervised method of the registry: a method registered there is trained here."""
+    return tuple(name for name, entry in REGISTRY.items() if not entry.load().supervised)
+
+
+def video_only() -> set[str]:
+    """The methods without an audio encoder."""
+    return {name for name in method_names() if not REGISTRY[name].load().uses_audio}
+
+
+METHOD_NAMES = method_names()
+VIDEO_ONLY = video_only()
 STEPS = 3
 # Barlow Twins' loss (and CGRA, 90% of AVCL's) sums over feature dimensions, so its gradients are ~30x the others':
 # a smaller step keeps three steps in the range where float32 rounding stays small
@@ -37,16 +48,19 @@ QUEUE = 20  # 3 steps of 8 keys wrap around a queue of 20 rows once
 
 
 def tiny_config(name: str, **method_options) -> Config:
-    """r3d at width 0.125 (8 to 64 channels), small heads, a queue of 8 keys; ``method_options``
-    override fields of ``cfg.method``."""
+    """r3d at width 0.125 (8 to 64 channels), small heads, then the overrides the method's registry entry
+    declares for tiny inputs (``MethodEntry.tiny``: e.g. a queue of 8 keys, TCGL's 4-frame snippets);
+    ``method_options`` override fields of ``cfg.method``."""
     cfg = Config()
     cfg.method.name = name
     cfg.model.width = 0.125
     m = cfg.method
-    m.proj_hidden, m.proj_dim, m.pred_hidden, m.barlow_proj_dim, m.moco_queue = 32, 16, 16, 32, 8
-    m.iic_intra = "both"
+    m.proj_hidden, m.proj_dim, m.pred_hidden = 32, 16, 16
+    for text in REGISTRY[name].tiny:
+        set_key(cfg, *parse_override(text), source=f"the registry entry of {name}")
     for key, value in method_options.items():
-        setattr(m, key, value)
+        set_key(cfg, f"method.{key}", value)
+    validate(cfg)
     return cfg
 
 

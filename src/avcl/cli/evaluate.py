@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from avcl.cli._common import add_config_options, config_from_args
+from avcl.config import MODALITIES
 from avcl.errors import UserError
 
 
@@ -17,14 +18,14 @@ def register(sub) -> None:
         "--checkpoint the encoders start from scratch: the supervised baselines.",
     )
     p.add_argument("--checkpoint", help="pretraining checkpoint (file or run folder)")
-    p.add_argument("--modality", choices=("video", "audio", "both"), help="features to classify (eval.modality)")
+    p.add_argument("--modality", choices=MODALITIES, help="features to classify (eval.modality)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted fine-tuning in --out")
     add_config_options(p, out_help="fine-tuning run folder")
     p.set_defaults(func=run_finetune)
 
     p = sub.add_parser("linear", help="linear probe on frozen features, tested at video level")
     p.add_argument("--checkpoint", help="pretraining checkpoint; omit for randomly initialised encoders")
-    p.add_argument("--modality", choices=("video", "audio", "both"), help="features to classify (eval.modality)")
+    p.add_argument("--modality", choices=MODALITIES, help="features to classify (eval.modality)")
     add_config_options(p, out_help="report folder")
     p.set_defaults(func=run_linear)
 

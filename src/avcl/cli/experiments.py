@@ -25,12 +25,13 @@ def register(sub) -> None:
         "the same preset, evaluates each by the same protocols at video level, and writes "
         "table4.md, table4.json and a bar chart per protocol. Interrupted, it resumes.",
     )
-    from avcl.experiments import METHOD_ROWS
+    from avcl.experiments import compare_rows
 
     p.add_argument(
         "--methods",
         default="all",
-        help=f"all, or some of {','.join(METHOD_ROWS)} (avcl-paper: AVCL with the paper's text to the letter)",
+        help=f"all (the paper's Table 4), or some of {', '.join(compare_rows())} "
+        "(avcl-paper: AVCL with the paper's text to the letter)",
     )
     _common(p)
     p.set_defaults(func=run_compare)
@@ -40,7 +41,9 @@ def register(sub) -> None:
         help="Tables 1-3: sampling and model number, CGRA layer, loss weights and AMFM",
         description="Runs the rows of the paper's Table 1, 2 or 3 as config variations of AVCL.",
     )
-    p.add_argument("table", choices=("table1", "table2", "table3"))
+    from avcl.experiments import TABLES
+
+    p.add_argument("table", choices=tuple(TABLES))
     _common(p)
     p.set_defaults(func=run_ablate)
 

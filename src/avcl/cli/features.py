@@ -8,6 +8,7 @@ from pathlib import Path
 
 from avcl.cli._common import add_config_options
 from avcl.cli.prepare import parse_size
+from avcl.config import MODALITIES
 from avcl.errors import UserError
 
 
@@ -15,7 +16,7 @@ def _source_options(p: argparse.ArgumentParser, features: bool = True) -> None:
     if features:
         p.add_argument("--features", help="a folder written by `avcl embed` (instead of --checkpoint/--config)")
     p.add_argument("--checkpoint", help="any checkpoint (file or run folder); omit with --config for random encoders")
-    p.add_argument("--modality", choices=("video", "audio", "both"), default="both", help="features (default both)")
+    p.add_argument("--modality", choices=MODALITIES, default="both", help="features (default both)")
     p.add_argument("--clips", type=int, default=None, help="uniform clips per video (default data.test_clips)")
     p.add_argument(
         "--size",

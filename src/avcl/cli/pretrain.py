@@ -8,10 +8,13 @@ from avcl.cli._common import add_config_options, config_from_args
 
 
 def register(sub) -> None:
+    from avcl.methods import REGISTRY
+
     p = sub.add_parser(
         "pretrain",
         help="self-supervised pretraining (AVCL or a baseline) on a prepared cache",
-        description="Pretrain a method. Under torchrun every process runs this command: "
+        description=f"Pretrain the method method.name ({', '.join(REGISTRY)}; default avcl). Under torchrun "
+        "every process runs this command: "
         "torchrun --nproc_per_node=4 -m avcl.cli pretrain --config configs/avcl_r3d.yaml --data DATA",
     )
     add_config_options(p)

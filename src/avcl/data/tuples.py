@@ -15,18 +15,23 @@ frame indices wrapping around (``loop``); the dataset counts them in ``short_vid
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from avcl.config import DataConfig, TCGLConfig
+from avcl.config import DataConfig
 from avcl.data import transforms as T
 from avcl.data.cache import PreparedCache
 from avcl.data.datasets import PreparedDataset
 from avcl.errors import UserError
 
+if TYPE_CHECKING:  # TCGL's options, declared beside the method (avcl.methods.tcgl.TCGLOptions)
+    from avcl.config import TCGLConfig
+
 SNIPPETS = 3
 PERMUTATIONS: tuple[tuple[int, ...], ...] = tuple(itertools.permutations(range(SNIPPETS)))
+SHORT_VIDEOS = ("skip", "loop")  # a video shorter than a tuple is dropped, or read with its frame ids wrapped
 
 
 def tuple_length(clip_len: int, gap: int, snippets: int = SNIPPETS) -> int:
@@ -78,8 +83,8 @@ class TupleDataset(PreparedDataset):
         super().__init__(root, split, data_cfg, mode="train", require_audio=False, seed=seed)
         if tcgl_cfg.gap < 0:
             raise UserError(f"tcgl.gap must be >= 0 (got {tcgl_cfg.gap})")
-        if tcgl_cfg.short_videos not in ("skip", "loop"):
-            raise UserError(f"tcgl.short_videos is {tcgl_cfg.short_videos!r}; choose skip or loop")
+        if tcgl_cfg.short_videos not in SHORT_VIDEOS:
+            raise UserError(f"tcgl.short_videos is {tcgl_cfg.short_videos!r}; choose one of {', '.join(SHORT_VIDEOS)}")
         self.gap = int(tcgl_cfg.gap)
         self.loop = tcgl_cfg.short_videos == "loop"
         self.length = tuple_length(data_cfg.clip_len, self.gap)

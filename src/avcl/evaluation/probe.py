@@ -11,14 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avcl.config import Config
+from avcl.config import MODALITIES, Config
 from avcl.engine.inference import collect
 from avcl.engine.run import start_run
 from avcl.errors import UserError
 from avcl.evaluation.metrics import report_predictions
 from avcl.methods.base import Method
 
-PROBE_MODALITIES = ("video", "audio", "both")
+PROBE_MODALITIES = MODALITIES
 
 
 class _Given(nn.Module):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from dataclasses import dataclass
 
-from avcl.config import Config
-from avcl.losses import cross_correlation_loss, info_nce_cross_modal
+import torch
+from torch import Tensor, nn
+
+from avcl.config import Config, choice
+from avcl.losses import REDUCTIONS, cross_correlation_loss, info_nce_cross_modal
 from avcl.methods.base import Method
-from avcl.models.fusion import AMFM
+from avcl.models.fusion import AMFM, GATES
 from avcl.models.heads import mlp
 
 # Which encoder outputs each CGRA setting aligns (paper Table 2). Conv feature maps are globally
@@ -20,6 +22,24 @@ CGRA_LAYERS = {
     "pool": ("pool",),
     "conv5+pool": ("conv5", "pool"),
 }
+LOSS_ON = ("fused", "encoder", "projector")  # the features CGRA and SelfCL compare (AVCL's docstring)
+
+
+@dataclass
+class AVCLOptions:
+    """AVCL's keys of the ``method`` section (METHOD.md section 3); ``method.cgra_lambda``,
+    ``method.temperature`` and the projector sizes are shared keys."""
+
+    amfm: bool = True
+    gate: str = choice("sigmoid", GATES)  # sigmoid (default) | relu (the paper's text, read literally)
+    cgra: bool = True
+    cgra_layer: str = choice("pool", CGRA_LAYERS)
+    standardize: bool = True  # zero-mean, unit-variance features before Eq. 6
+    cgra_reduce: str = choice("mean", REDUCTIONS)  # sum (Eq. 5 as printed, grows with D) | mean (divided by D)
+    loss_on: str = choice("projector", LOSS_ON)  # fused (AMFM outputs, the paper) | encoder | projector
+    selfcl: bool = True
+    lambda_cor: float = 0.5  # paper: 0.9 (measured: with it CGRA's gradient dominates SelfCL's)
+    lambda_self: float = 0.5  # paper: 0.1
 
 
 def _global_pool(x: Tensor) -> Tensor:
@@ -46,6 +66,7 @@ class AVCL(Method):
     """
 
     name = "avcl"
+    options = AVCLOptions
 
     def __init__(self, cfg: Config, num_classes: int | None = None):
         super().__init__(cfg, num_classes)
@@ -122,3 +143,8 @@ class AVCL(Method):
             return super().embed(video, audio, modality)
         f_v, f_a = self.fuse(self.video_encoder(video), self.audio_encoder(audio))
         return torch.cat([f_v, f_a], dim=1)
+
+    def eval_modules(self, modality: str) -> list[nn.Module]:
+        """The encoders, and AMFM for the fused features of both modalities."""
+        fused = modality == "both" and self.amfm is not None
+        return super().eval_modules(modality) + ([self.amfm] if fused else [])

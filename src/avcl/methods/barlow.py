@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor
 
 from avcl.config import Config
 from avcl.losses import cross_correlation_loss
 from avcl.methods.base import Method
 from avcl.models.heads import mlp
+
+
+@dataclass
+class BarlowOptions:
+    barlow_proj_dim: int = 2048  # hidden and output width of the 3-layer projectors
 
 
 class BarlowTwins(Method):
@@ -22,6 +29,7 @@ class BarlowTwins(Method):
     """
 
     name = "barlow"
+    options = BarlowOptions
 
     def __init__(self, cfg: Config, num_classes: int | None = None):
         super().__init__(cfg, num_classes)

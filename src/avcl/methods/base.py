@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -16,6 +18,9 @@ class Method(nn.Module):
     entry is back-propagated (the other entries are logged). ``uses_audio`` / ``uses_video`` say which
     inputs a method reads, so the data pipeline can keep videos without an audio track for video-only
     methods. ``supervised`` methods read ``batch["label"]``.
+
+    ``options`` is the dataclass of the method's own config keys, declared beside it; they join the
+    ``method`` section (``method.<key>``), or a section of their own named by ``options_section``.
     """
 
     name: str = "method"
@@ -24,6 +29,8 @@ class Method(nn.Module):
     uses_audio: bool = True
     # DDP must be told when some parameters get no gradient in a step (e.g. momentum encoders).
     find_unused_parameters: bool = False
+    options: ClassVar[type | None] = None
+    options_section: ClassVar[str] = "method"
 
     def __init__(self, cfg: Config, num_classes: int | None = None):
         super().__init__()
@@ -52,6 +59,16 @@ class Method(nn.Module):
         if modality in ("audio", "both"):
             parts.append(self.audio_encoder(audio))
         return torch.cat(parts, dim=1)
+
+    def eval_modules(self, modality: str) -> list[nn.Module]:
+        """The modules :meth:`embed` reads for ``modality``: what fine-tuning trains (the rest, projectors,
+        predictors, momentum copies, is pretraining-only and is frozen)."""
+        modules = []
+        if modality in ("video", "both"):
+            modules.append(self.video_encoder)
+        if modality in ("audio", "both"):
+            modules.append(self.audio_encoder)
+        return modules
 
     def embed_dim(self, modality: str) -> int:
         return self.feature_dim * (2 if modality == "both" else 1)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from avcl.config import Config
 from avcl.losses import negative_cosine
 from avcl.methods.base import Method
-from avcl.methods.moco import ema_update, momentum_copy, online_branches
+from avcl.methods.ema import ema_update, momentum_copy, online_branches
 from avcl.models.heads import mlp
+
+
+@dataclass
+class BYOLOptions:
+    byol_momentum: float = 0.99  # of the target's EMA (constant)
 
 
 class BYOL(Method):
@@ -26,6 +33,7 @@ class BYOL(Method):
     """
 
     name = "byol"
+    options = BYOLOptions
 
     def __init__(self, cfg: Config, num_classes: int | None = None):
         super().__init__(cfg, num_classes)

@@ -7,16 +7,23 @@ temporal order broken (intra).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from avcl.config import Config
+from avcl.config import Config, choice
 from avcl.errors import UserError
 from avcl.losses import info_nce_cross_modal_extra
 from avcl.methods.base import Method
 from avcl.models.heads import mlp
 
 INTRA_KINDS = {"repeat": ("repeat",), "shuffle": ("shuffle",), "both": ("repeat", "shuffle")}
+
+
+@dataclass
+class IICOptions:
+    iic_intra: str = choice("both", INTRA_KINDS)  # how IIC breaks the temporal order of a clip
 
 
 def _sample_seed(seed: int, step: int, index: int) -> int:
@@ -72,6 +79,7 @@ class IIC(Method):
     """
 
     name = "iic"
+    options = IICOptions
 
     def __init__(self, cfg: Config, num_classes: int | None = None):
         super().__init__(cfg, num_classes)

@@ -1,48 +1,26 @@
-"""MoCo v2 (Chen et al., 2020) with the two modalities of a video as its two views (paper Table 4).
-
-Also the home of the momentum (EMA) copies that BYOL uses too.
-"""
+"""MoCo v2 (Chen et al., 2020) with the two modalities of a video as its two views (paper Table 4)."""
 
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from avcl.config import Config
 from avcl.distributed import gather_no_grad
 from avcl.errors import UserError
 from avcl.losses import info_nce_queue
 from avcl.methods.base import Method
+from avcl.methods.ema import ema_update, momentum_copy, online_branches
 from avcl.models.heads import mlp
 
 
-def momentum_copy(online: nn.ModuleDict) -> nn.ModuleDict:
-    """A frozen deep copy of ``online``, made in one go so that modules shared inside it stay shared."""
-    target = copy.deepcopy(online)
-    target.requires_grad_(False)
-    return target
-
-
-def online_branches(method: Method) -> nn.ModuleDict:
-    """A method's encoders and projectors, named as their momentum copies (a view, not registered)."""
-    return nn.ModuleDict(
-        {
-            "video_encoder": method.video_encoder,
-            "audio_encoder": method.audio_encoder,
-            "video_proj": method.video_proj,
-            "audio_proj": method.audio_proj,
-        }
-    )
-
-
-@torch.no_grad()
-def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """``t <- momentum * t + (1 - momentum) * o`` for every parameter (BN statistics are the target's own)."""
-    for t, o in zip(target.parameters(), online.parameters(), strict=True):
-        t.lerp_(o.detach(), 1.0 - momentum)
+@dataclass
+class MoCoOptions:
+    moco_queue: int = 4096  # negatives per modality (a buffer: checkpoints hold it)
+    moco_momentum: float = 0.99  # of the key encoders' EMA
 
 
 class MoCo(Method):
@@ -66,6 +44,7 @@ class MoCo(Method):
     """
 
     name = "moco"
+    options = MoCoOptions
 
     def __init__(self, cfg: Config, num_classes: int | None = None):
         super().__init__(cfg, num_classes)

@@ -3,13 +3,19 @@ and the model every pretrained method is fine-tuned as."""
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+
 import torch.nn.functional as F
 from torch import Tensor
 
-from avcl.config import Config
+from avcl.config import MODALITIES, Config, choice
 from avcl.methods.base import Method
 from avcl.models.heads import Classifier
+
+
+@dataclass
+class SupervisedOptions:
+    supervised_modality: str = choice("both", MODALITIES)  # the features of the supervised baselines
 
 
 class Supervised(Method):
@@ -21,6 +27,7 @@ class Supervised(Method):
 
     name = "supervised"
     supervised = True
+    options = SupervisedOptions
 
     def __init__(
         self, cfg: Config, num_classes: int, modality: str | None = None, backbone_method: Method | None = None
@@ -43,22 +50,12 @@ class Supervised(Method):
 
     def _freeze_unused(self, backbone_method: Method) -> None:
         """Pretraining-only parts (projectors, predictors, momentum copies, AMFM for one modality) get
-        no gradient when fine-tuning; freeze them so the optimiser and DDP see only what is trained."""
-        d = self.cfg.data
-        probe = {}
-        if self.uses_video:
-            probe["video"] = torch.zeros(2, 3, d.clip_len, d.crop_size, d.crop_size)
-        if self.uses_audio:
-            probe["audio"] = torch.zeros(2, 1, d.audio_crop, d.audio_crop)
-        backbone_method.zero_grad(set_to_none=True)
-        was_training = backbone_method.training
-        backbone_method.eval()
-        backbone_method.embed(probe.get("video"), probe.get("audio"), self.modality).sum().backward()
-        backbone_method.train(was_training)
+        no gradient when fine-tuning; freeze them so the optimiser and DDP see only what is trained.
+        What is trained is what the backbone's evaluation reads (:meth:`Method.eval_modules`)."""
+        used = {id(p) for module in backbone_method.eval_modules(self.modality) for p in module.parameters()}
         for p in backbone_method.parameters():
-            if p.grad is None:
+            if id(p) not in used:
                 p.requires_grad_(False)
-            p.grad = None
 
     def _base(self) -> Method:
         return self.backbone_method if self.backbone_method is not None else super(Supervised, self)

@@ -36,17 +36,41 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avcl import distributed as dist
-from avcl.config import Config
+from avcl.config import Config, choice
 from avcl.data.transforms import stkd
-from avcl.data.tuples import PERMUTATIONS, SNIPPETS
+from avcl.data.tuples import PERMUTATIONS, SHORT_VIDEOS, SNIPPETS
 from avcl.errors import UserError
 from avcl.methods.base import Method
+
+INTER_EDGES = ("positions", "true_order")
+INTRA_GCNS = ("shared", "per_position")
+
+
+@dataclass
+class TCGLOptions:
+    """TCGL's options (METHOD.md section 5), the ``tcgl`` section: the VCOP tuple, the graphs and their views."""
+
+    gap: int = 8  # frames between consecutive snippets of a tuple (3 x data.clip_len + 2 x gap frames)
+    sets: int = 4  # frame sets (intra-graph nodes) per snippet; data.clip_len must be a multiple
+    # videos shorter than the tuple: skip (dropped, counted) | loop (frame ids wrap)
+    short_videos: str = choice("skip", SHORT_VIDEOS)
+    stkd: bool = True  # temporal-mean removal per snippet and per frame set during pretraining
+    # positions (0-1, 1-2 of the shuffled order) | true_order (the release: leaks the label)
+    inter_edges: str = choice("positions", INTER_EDGES)
+    # shared (one GCN for the three snippets) | per_position (the release: one per position)
+    intra_gcn: str = choice("shared", INTRA_GCNS)
+    edge_drop: float = 0.2  # view 2: probability of dropping each directed edge
+    feature_mask: float = 0.1  # view 2: probability of masking each feature dimension (one mask per sample)
+    temperature: float = 0.5  # GRACE's tau
+    order_dropout: float = 0.5  # dropout of the ASOP classifier
+
 
 LEAK_WARNING = (
     "tcgl.inter_edges=true_order: the inter-snippet graph connects snippets adjacent in true time, "
@@ -147,6 +171,8 @@ class TCGL(Method):
     name = "tcgl"
     uses_audio = False
     sample_mode = "tuple"  # the pretraining dataset: avcl.data.tuples.TupleDataset
+    options = TCGLOptions
+    options_section = "tcgl"
 
     def __init__(self, cfg: Config, num_classes: int | None = None):
         super().__init__(cfg, num_classes)
@@ -159,10 +185,10 @@ class TCGL(Method):
         for key in ("edge_drop", "feature_mask", "order_dropout"):
             if not 0.0 <= getattr(t, key) < 1.0:
                 raise UserError(f"tcgl.{key} must be in [0, 1) (got {getattr(t, key)})")
-        if t.inter_edges not in ("positions", "true_order"):
-            raise UserError(f"tcgl.inter_edges is {t.inter_edges!r}; choose positions or true_order")
-        if t.intra_gcn not in ("shared", "per_position"):
-            raise UserError(f"tcgl.intra_gcn is {t.intra_gcn!r}; choose shared or per_position")
+        if t.inter_edges not in INTER_EDGES:
+            raise UserError(f"tcgl.inter_edges is {t.inter_edges!r}; choose one of {', '.join(INTER_EDGES)}")
+        if t.intra_gcn not in INTRA_GCNS:
+            raise UserError(f"tcgl.intra_gcn is {t.intra_gcn!r}; choose one of {', '.join(INTRA_GCNS)}")
         d = self.feature_dim
         n_intra = 1 if t.intra_gcn == "shared" else SNIPPETS
         self.intra_gcn = nn.ModuleList(DenseGCN(d, d) for _ in range(n_intra))
@@ -273,6 +299,9 @@ class TCGL(Method):
 
     def embed_dim(self, modality: str) -> int:
         return self.feature_dim
+
+    def eval_modules(self, modality: str) -> list[nn.Module]:
+        return [self.video_encoder]
 
 
 @torch.no_grad()

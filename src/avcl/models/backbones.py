@@ -19,10 +19,9 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from avcl.config import ModelConfig
+from avcl.config import BACKBONES, C3D_AUDIO_MODES, DEPTHS, ModelConfig
 from avcl.errors import UserError
 
-BACKBONES = ("c3d", "r3d", "r21d")
 FEATURE_LAYERS = ("conv3", "conv4", "conv5", "pool")
 BASE_WIDTHS = (64, 128, 256, 512)  # stages 2-5 of R3D/R(2+1)D; C3D's conv1..conv5 use 64,128,256,512,512
 
@@ -216,8 +215,8 @@ def build_backbone(
         if depth != 9:
             raise UserError(f"c3d has a fixed layout (8 convs); depth {depth} applies to r3d and r21d only")
         return C3D(in_channels, width, temporal_pool)
-    if depth not in (9, 18):
-        raise UserError(f"backbone depth must be 9 or 18, got {depth}")
+    if depth not in DEPTHS:
+        raise UserError(f"backbone depth must be one of {', '.join(map(str, DEPTHS))}, got {depth}")
     return ResNet3d(name, in_channels, blocks=1 if depth == 9 else 2, width=width, temporal_pool=temporal_pool)
 
 
@@ -277,8 +276,8 @@ def build_encoders(model_cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
     """
     name, depth, width = model_cfg.backbone, model_cfg.depth, model_cfg.width
     c3d_mode = model_cfg.c3d_audio
-    if c3d_mode not in ("no_temporal_pool", "tile"):
-        raise UserError(f"model.c3d_audio is {c3d_mode!r}; choose no_temporal_pool or tile")
+    if c3d_mode not in C3D_AUDIO_MODES:
+        raise UserError(f"model.c3d_audio is {c3d_mode!r}; choose one of {', '.join(C3D_AUDIO_MODES)}")
     tile = name == "c3d" and c3d_mode == "tile"
     if model_cfg.shared and name == "c3d" and not tile:
         raise UserError(
