@@ -15,9 +15,11 @@ from __future__ import annotations
 import copy
 import json
 import statistics
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avcl import fileio
 from avcl.config import PAPER_LITERAL, Config, parse_override, set_key, validate
 from avcl.errors import UserError
 
@@ -219,9 +221,7 @@ def run_row(base: Config, row: Row, seed: int, out: Path, protocols: tuple[str, 
     from avcl.evaluation.plots import plot_run
 
     result_file = out / "result.json"
-    result: dict = {"row": row.name, "seed": seed}
-    if result_file.is_file():
-        result = json.loads(result_file.read_text())
+    result: dict = _read_result(result_file) or {"row": row.name, "seed": seed}
     missing = [c for c in _columns(row, protocols) if c not in result]
     if not missing:
         return result
@@ -244,9 +244,21 @@ def run_row(base: Config, row: Row, seed: int, out: Path, protocols: tuple[str, 
         if "finetune" in missing:
             res = finetune(cfg, out / "finetune", pretrained=method, resume=(out / "finetune" / "last.pt").exists())
             result["finetune"] = res["test"]["top1"]
-    out.mkdir(parents=True, exist_ok=True)
-    result_file.write_text(json.dumps(result, indent=2))
+    fileio.write_json(result_file, result)
     return result
+
+
+def _read_result(path: Path) -> dict | None:
+    """The cached result of a row and seed, or None when there is none. A file that is not JSON (cut
+    short by a run killed while an older version wrote it) is computed again, not trusted."""
+    try:
+        result = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError:
+        print(f"{path}: not valid JSON, computing this row again", file=sys.stderr)
+        return None
+    return result if isinstance(result, dict) else None
 
 
 @dataclass

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gc
 import io
-import json
 import os
 import platform
 import resource
@@ -25,6 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from avcl import fileio
 from avcl.config import DataConfig
 from avcl.data import transforms as T
 from avcl.data.cache import DEFAULT_QUALITY, PreparedCache, decode_frame, encode_frame
@@ -205,7 +205,7 @@ def _loader_bench(cache, workers, batch_size, seconds, source_seconds, split, ou
     results["machine"]["load_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "bench_loader.json").write_text(json.dumps(results, indent=1))
+        fileio.write_json(Path(out) / "bench_loader.json", results, indent=1)
     return results
 
 
@@ -416,7 +416,7 @@ def _format_bench(videos, size, qualities, clip_len, clips, out, progress) -> di
     }
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "bench_formats.json").write_text(json.dumps(results, indent=1))
+        fileio.write_json(Path(out) / "bench_formats.json", results, indent=1)
     return results
 
 

@@ -6,7 +6,6 @@ Video-level testing averages the logits of ``data.test_clips`` clips spread unif
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avcl import fileio
 from avcl.config import Config
 from avcl.data.transforms import to_model_input
 from avcl.engine.checkpoint import load_checkpoint
@@ -61,7 +61,7 @@ def report_predictions(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         plot_confusion_matrix(matrix, classes, out / "confusion.png", title=f"{title}: top-1 {metrics['top1']:.1f}%")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        fileio.write_json(out / "metrics.json", metrics)
     return metrics
 
 
@@ -120,7 +120,7 @@ def video_level_test(
     metrics = report_predictions(logits.mean(dim=1), labels, dataset.classes, out, title, cfg.eval.topk)
     metrics.update({"split": split, "clips_per_video": cfg.data.test_clips, "modality": model.modality})
     if out is not None:
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        fileio.write_json(out / "metrics.json", metrics)
     return metrics
 
 
@@ -200,7 +200,7 @@ def finetune(
         best = load_checkpoint(out / "best.pt", map_location=device)
         model.load_state_dict(best["model"])
         result["test"] = video_level_test(model, cfg, out / "test", device=device, title="fine-tuned")
-        (out / "result.json").write_text(json.dumps(result, indent=2))
+        fileio.write_json(out / "result.json", result)
     return result
 
 
@@ -485,7 +485,7 @@ def linear_probes(
             }
         )
         if where is not None:
-            (where / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            fileio.write_json(where / "metrics.json", metrics)
         results[m] = metrics
     return results
 
