@@ -87,4 +87,3 @@ def test_appending_after_a_cut_off_line_starts_a_fresh_line(tmp_path):
     assert fileio.cut_torn_line(path) == len('{"path": "b", "la\n')
     assert path.read_text() == '{"path": "a"}\n' and fileio.cut_torn_line(path) == 0
     assert fileio.cut_torn_line(tmp_path / "absent.jsonl") == 0
-
