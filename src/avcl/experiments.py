@@ -332,12 +332,10 @@ def run_table(
                 run_row(base, row, seed, out / _slug(row.name) / f"seed{seed}", protocols)
             )
     markdown = format_markdown(result, protocols)
-    (out / f"{name}.md").write_text(markdown)
-    (out / f"{name}.json").write_text(
-        json.dumps(
-            {"title": title, "protocols": protocols, "runs": result.runs, "paper": {r.name: r.paper for r in rows}},
-            indent=2,
-        )
+    fileio.atomic_write(out / f"{name}.md", markdown)
+    fileio.write_json(
+        out / f"{name}.json",
+        {"title": title, "protocols": protocols, "runs": result.runs, "paper": {r.name: r.paper for r in rows}},
     )
     if "linear" in protocols:
         series = {c.split("_", 1)[1]: result.summary(c) for c in COLUMNS["linear"]}
