@@ -178,53 +178,32 @@ def generate_benchmark(
     ``out`` must be new, empty, or a benchmark written before (which is replaced).
     """
     splits = tuple(float(s) for s in splits)  # type: ignore[assignment]
-    _check_arguments(
-        classes,
-        per_class,
-        height,
-        width,
-        fps,
-        min_duration,
-        max_duration,
-        difficulty,
-        sample_rate,
-        splits,
-        workers,
-        cue,
-        look,
-        size,
-        distractors,
-        ambient,
-        sound_code,
-        event_rate,
+    # What every video of the benchmark shares, in the order synth.json records it.
+    options = dict(
+        height=height,
+        width=width,
+        fps=fps,
+        min_duration=min_duration,
+        max_duration=max_duration,
+        difficulty=difficulty,
+        cue=cue,
+        look=look,
+        size=size,
+        distractors=distractors,
+        ambient=ambient,
+        sound_code=sound_code,
+        event_rate=event_rate,
+        sample_rate=sample_rate,
     )
+    _check_arguments(classes=classes, per_class=per_class, splits=splits, workers=workers, **options)
     out = Path(out)
     _prepare_folder(out)
-    height, width = height + height % 2, width + width % 2
+    options.update(height=height + height % 2, width=width + width % 2)
     names = class_names(classes)
     counts = split_counts(per_class, splits)
     split_of = [name for name, count in zip(SPLITS, counts) for _ in range(count)]
     jobs = [
-        _VideoJob(
-            str(out / split_of[i] / name / f"{name}_{i:04d}.mp4"),
-            c,
-            i,
-            seed,
-            height,
-            width,
-            fps,
-            min_duration,
-            max_duration,
-            difficulty,
-            sample_rate,
-            cue,
-            look,
-            size,
-            distractors,
-            ambient,
-            sound_code,
-            event_rate,
-        )
+        _VideoJob(str(out / split_of[i] / name / f"{name}_{i:04d}.mp4"), c, i, seed, **options)
         for c, name in enumerate(names)
         for i in range(per_class)
     ]
@@ -234,20 +213,7 @@ def generate_benchmark(
         "classes": names,
         "per_class": per_class,
         "seed": seed,
-        "height": height,
-        "width": width,
-        "fps": fps,
-        "min_duration": min_duration,
-        "max_duration": max_duration,
-        "difficulty": difficulty,
-        "cue": cue,
-        "look": look,
-        "size": size,
-        "distractors": distractors,
-        "ambient": ambient,
-        "sound_code": sound_code,
-        "event_rate": event_rate,
-        "sample_rate": sample_rate,
+        **options,
         "splits": dict(zip(SPLITS, splits)),
         "split_counts": dict(zip(SPLITS, counts)),
         "videos": len(jobs),

@@ -152,11 +152,11 @@ class _Room:
     wall_colour: np.ndarray
 
     @property
-    def height(self) -> float:  # the room's inner height and width, in pixels
+    def inner_height(self) -> float:  # from the top of the frame to the floor, in pixels
         return float(self.floor_top)
 
     @property
-    def width(self) -> float:
+    def inner_width(self) -> float:  # between the walls, in pixels
         return float(self.right - self.left)
 
 
@@ -219,7 +219,7 @@ def _bounce(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look
     """A ball that hits the floor at each impact, higher after a longer interval."""
     n = len(beats.phase)
     cx = np.full(n, rng.uniform(room.left + r, room.right - r), np.float32)
-    top = rng.uniform(0.45, 0.85) * (room.height - 2 * r - 2)
+    top = rng.uniform(0.45, 0.85) * (room.inner_height - 2 * r - 2)
     cy = room.floor_top - r - top * beats.rel**2 * 4 * beats.phase * (1 - beats.phase)
     return _Motion(cx, cy, *_resting(n, r))
 
@@ -227,7 +227,7 @@ def _bounce(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look
 def _slide(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look: float) -> _Motion:
     """A block on the floor that hits one wall at an impact, then the other at the next."""
     n = len(beats.phase)
-    span = room.width - 2 * r
+    span = room.inner_width - 2 * r
     direction = 1 if rng.random() < 0.5 else 0
     forward = (beats.count + direction) % 2 == 0
     cx = np.where(forward, room.left + r + span * beats.phase, room.right - r - span * beats.phase).astype(np.float32)
@@ -242,7 +242,7 @@ def _swing(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look:
     post_w = max(2.0, r / 2)
     py = rng.uniform(0.06, 0.2) * room.bg.shape[0]
     length = rng.uniform(0.5, 0.8) * (floor_top - py - 2 * r - 2)
-    sin_max = min(math.sin(rng.uniform(0.6, 1.1)), max(0.2, (room.width - 3 * r - post_w - 4) / length))
+    sin_max = min(math.sin(rng.uniform(0.6, 1.1)), max(0.2, (room.inner_width - 3 * r - post_w - 4) / length))
     reach = length * sin_max + r
     lo = left + (reach if side < 0 else r + post_w + 1)
     hi = right - (reach if side > 0 else r + post_w + 1)
@@ -273,7 +273,7 @@ def _distractors(
 ) -> list[tuple]:
     """Up to ``distractors`` silent objects on smooth Lissajous paths, motion without any impact:
     ``(shape, radius, colour, x (T,), y (T,))`` each."""
-    left, right, floor_top, room_w, room_h = room.left, room.right, room.floor_top, room.width, room.height
+    left, right, floor_top, room_w, room_h = room.left, room.right, room.floor_top, room.inner_width, room.inner_height
     t = np.arange(num_frames, dtype=np.float32) / fps
     movers = []
     for _ in range(int(rng.integers(0, distractors + 1))):
