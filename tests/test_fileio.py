@@ -87,3 +87,20 @@ def test_appending_after_a_cut_off_line_starts_a_fresh_line(tmp_path):
     assert fileio.cut_torn_line(path) == len('{"path": "b", "la\n')
     assert path.read_text() == '{"path": "a"}\n' and fileio.cut_torn_line(path) == 0
     assert fileio.cut_torn_line(tmp_path / "absent.jsonl") == 0
+
+
+def test_a_run_log_damaged_before_its_last_line_is_refused_not_silently_shortened(tmp_path):
+    from avcl.engine.logger import RunLogger, read_log
+    from avcl.errors import UserError
+
+    logger = RunLogger(tmp_path, tensorboard=False)
+    for step in (1, 2, 3):
+        logger.log("train", step, loss=float(step))
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert [r["step"] for r in read_log(tmp_path / "log.jsonl")] == [1, 2, 3]
+    lines[1] = lines[1][:10]
+    (tmp_path / "log.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match="log.jsonl: line 2 is not valid JSON"):
+        read_log(tmp_path / "log.jsonl")
+    with pytest.raises(UserError, match="line 2"):
+        logger.drop_after(3)

@@ -23,9 +23,12 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
+from avcl.errors import UserError
 
-class JsonLinesError(ValueError):
-    """A JSON-lines file with a damaged line that is not its last one."""
+
+class JsonLinesError(UserError, ValueError):
+    """A JSON-lines file with a damaged line that is not its last one (the command line prints it as
+    one line: the file and the line)."""
 
     def __init__(self, path: Path, line: int):
         super().__init__(f"{path}: line {line} is not valid JSON")
