@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from media import write_video
 
+from avcl import fileio
 from avcl.data import cache as C
 from avcl.data.audio import log_mel
 from avcl.data.decode import iter_frames, read_audio
@@ -104,9 +105,9 @@ def test_torn_last_index_line_is_ignored_then_cut_before_appending(tmp_path):
     path = tmp_path / "index.jsonl"
     path.write_text('{"path": "a"}\n{"path": "b"}\n{"path": "c", "la')
     assert [r["path"] for r in C.read_jsonl(path)] == ["a", "b"]
-    C.repair_jsonl(path)
+    fileio.cut_torn_line(path)
     with open(path, "a") as f:
-        C.append_jsonl(f, {"path": "d"})
+        fileio.append_jsonl(f, {"path": "d"})
     assert [r["path"] for r in C.read_jsonl(path)] == ["a", "b", "d"]
     path.write_text('{"path": "a"}\nnot json\n{"path": "b"}\n')
     with pytest.raises(C.CacheError, match="line 2"):

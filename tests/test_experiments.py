@@ -10,7 +10,7 @@ from conftest import TINY, run_cli
 
 from avcl.config import load_config
 from avcl.errors import UserError
-from avcl.experiments import TABLE4, TABLES, Row, row_config, run_table, table4_rows
+from avcl.experiments import RANDOM_INIT, TABLE4, TABLES, Row, row_config, run_row, run_table, table4_rows
 
 
 @pytest.mark.parametrize("table", ["table1", "table2", "table3", "table4"])
@@ -58,6 +58,27 @@ def test_a_table_with_seeds_is_written_and_resumes_from_cached_rows(tiny_cache, 
     (tmp_path / "avcl" / "seed0" / "pretrain" / "last.pt").unlink()  # a cached row needs no checkpoint
     again = run_table(base, "tiny", rows, tmp_path, seeds=2, protocols=("linear",), name="t")
     assert again.runs == result.runs
+
+
+def test_a_row_resumes_from_its_result_json_without_training(tmp_path, monkeypatch):
+    import avcl.experiments as experiments
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a row cached in result.json ran again")
+
+    monkeypatch.setattr(experiments, "row_config", no_run)
+    cached = {"row": "AVCL", "seed": 3, "linear_video": 40.0, "linear_audio": 30.0, "linear_both": 50.0}
+    (tmp_path / "result.json").write_text(json.dumps(cached))
+    assert run_row(load_config(None), Row("AVCL"), 3, tmp_path, ("linear",)) == cached
+
+
+def test_a_row_whose_result_json_was_cut_short_is_computed_again(tiny_cache, tmp_path, capsys):
+    base = load_config(None, [*TINY, f"data.root={tiny_cache}"])
+    (tmp_path / "result.json").write_text('{"row": "random init", "seed": 0, "kn')  # an older, non-atomic write
+    result = run_row(base, RANDOM_INIT, 0, tmp_path, ("knn",))
+    assert "not valid JSON" in capsys.readouterr().err
+    assert json.loads((tmp_path / "result.json").read_text()) == result and 0 <= result["knn"] <= 100
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_ablate_cli_writes_its_table(tiny_cache, tmp_path):

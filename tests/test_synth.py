@@ -236,6 +236,10 @@ def test_different_seed_gives_different_media_and_cli_reports_it(bench, tmp_path
     assert "not empty" in capsys.readouterr().err and (foreign / "notes.txt").exists()
     assert avcl_main(["synth", str(tmp_path / "bad"), "--cue", "1.5", "--quiet"]) == 2
     assert "cue must be in [0, 1], not 1.5" in capsys.readouterr().err
+    # One place validates: the command line passes its values on, generate_benchmark refuses them.
+    assert avcl_main(["synth", str(tmp_path / "bad"), "--sound-code", "pitch", "--quiet"]) == 2
+    assert "sound_code must be one of timing, spectrum, not 'pitch'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_look_alike_classes_differ_in_sound_and_sound_alike_classes_differ_in_motion(bench):

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from avcl import fileio
 from avcl.config import config_from_dict
 from avcl.engine.checkpoint import load_checkpoint
 from avcl.errors import UserError
@@ -50,7 +51,6 @@ def finetune_and_test(
     """``avcl finetune``: fine-tune (:func:`avcl.engine.finetune.finetune`), plot the run's curves, and
     test the best validation epoch at video level (``out/test``); returns and writes ``result.json``:
     ``{"best_val_acc", "epochs", "test"}`` (without ``test=False``: no test and no file)."""
-    import json
 
     from avcl import distributed as dist
     from avcl.engine.finetune import finetune
@@ -64,5 +64,5 @@ def finetune_and_test(
     if test:
         device = next(model.parameters()).device
         result["test"] = video_level_test(model, cfg, out / "test", device=device, title="fine-tuned")
-        (out / "result.json").write_text(json.dumps(result, indent=2))
+        fileio.write_json(out / "result.json", result)
     return result

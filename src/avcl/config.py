@@ -27,6 +27,7 @@ from typing import Any, Iterable
 import yaml
 
 from avcl.errors import UserError
+from avcl.fileio import atomic_write
 
 
 class ConfigError(UserError, ValueError):
@@ -245,7 +246,7 @@ class Config:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        atomic_write(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 def _valid_keys(cfg: Any, prefix: str = "") -> list[str]:

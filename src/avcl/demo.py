@@ -17,20 +17,17 @@ import sys
 import time
 from pathlib import Path
 
+from avcl import fileio
 from avcl.config import MODALITIES, ConfigError, load_config
+from avcl.presets import preset_path
 
-PRESET = Path(__file__).resolve().parents[2] / "configs" / "demo_cpu.yaml"
-PAPER_PRESET = PRESET.parent / "avcl_paper_r3d.yaml"
+PRESET, PAPER_PRESET = "demo_cpu", "avcl_paper_r3d"
 # Without the paper-literal preset: the two options that read the paper's text literally.
 PAPER_FALLBACK = ("method.gate=relu", "method.standardize=false")
 
 
 def _preset_path() -> Path:
-    if not PRESET.is_file():
-        from avcl.errors import UserError
-
-        raise UserError(f"{PRESET} not found: the demo runs from a source checkout (its configs/ folder)")
-    return PRESET
+    return preset_path(PRESET)
 
 
 def paper_overrides() -> tuple[tuple[str, ...], str]:
@@ -39,15 +36,16 @@ def paper_overrides() -> tuple[tuple[str, ...], str]:
     epochs stay the demo's), else ``PAPER_FALLBACK``."""
     import yaml
 
-    if PAPER_PRESET.is_file():
+    paper = preset_path(PAPER_PRESET, required=False)
+    if paper.is_file():
         try:
-            method = (yaml.safe_load(PAPER_PRESET.read_text()) or {}).get("method") or {}
+            method = (yaml.safe_load(paper.read_text()) or {}).get("method") or {}
             overrides = tuple(f"method.{k}={json.dumps(v)}" for k, v in method.items())
             load_config(_preset_path(), overrides)  # every key known to this version
-            return overrides, f"the method section of {PAPER_PRESET.name}"
+            return overrides, f"the method section of {paper.name}"
         except (ConfigError, AttributeError, yaml.YAMLError):
             pass
-    return PAPER_FALLBACK, "method.gate=relu method.standardize=false (" + PAPER_PRESET.name + " not usable here)"
+    return PAPER_FALLBACK, "method.gate=relu method.standardize=false (" + paper.name + " not usable here)"
 
 
 class _Stages:
@@ -125,93 +123,173 @@ def run_demo(
 ) -> dict:
     """The demo; returns what ``metrics.json`` holds. ``seeds`` repeats every training and probe with
     seeds ``seed .. seed+seeds-1`` (the benchmark stays the one of ``seed``) for a mean and a std."""
-    from avcl.api import finetune_and_test, method_from_checkpoint
-    from avcl.data.prepare import prepare
-    from avcl.data.synth import generate_benchmark
-    from avcl.engine.pretrain import pretrain
-    from avcl.evaluation.probe import linear_probes
-    from avcl.experiments import neighbour_metrics, random_encoders
-
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)  # the demo is a fresh run every time
     out.mkdir(parents=True)
-    stage = _Stages(out, verbose)
     quiet = () if verbose else ("train.progress=false",)
     cfg = load_config(_preset_path(), (*quiet, *overrides))
     if epochs is not None:
         cfg.train.epochs = epochs
     paper_ovr, paper_source = paper_overrides()
-    steps = 3 + (seeds * (1 + paper + supervised))
-    n = iter(range(1, steps + 1))
+    demo = _Demo(out, _Stages(out, verbose), cfg, quiet, overrides, steps=3 + (seeds * (1 + paper + supervised)))
 
-    with stage("synth", f"[{next(n)}/{steps}] synthetic benchmark: {classes} classes x {per_class} videos"):
-        generate_benchmark(out / "videos", classes=classes, per_class=per_class, seed=seed, progress=verbose)
-    size = (cfg.data.crop_size * 8 // 7, round(cfg.data.crop_size * 8 // 7 * 171 / 128))
-    with stage("prepare", f"[{next(n)}/{steps}] prepare: decoding into the cache at {size[0]}x{size[1]}"):
-        prepare(out / "videos", out / "data", size=size, progress=verbose)
-    cfg.data.root = str(out / "data")
-
-    from avcl.engine.setup import open_cache
-
-    cache = open_cache(cfg)
-    num_classes = len(cache.meta["classes"])
-    test_videos = len(cache.indices(cfg.data.test_split))
+    test_videos, num_classes = demo.make_data(classes, per_class, seed, verbose)
     rows = (
         ["random init", "AVCL"] + (["AVCL paper-literal"] if paper else []) + (["supervised R+A"] if supervised else [])
     )
-    probes: dict[str, list[dict]] = {r: [] for r in rows}  # row -> one {modality: metrics} per seed
-    diverged: dict[str, list[str]] = {}  # row -> why a seed's pretraining stopped
-    supervised_test: list[dict] = []
-    methods_per_seed = []
-    for s in range(seed, seed + seeds):
-        run_cfg = load_config(_preset_path(), (*quiet, *overrides))
-        run_cfg.train.epochs, run_cfg.data.root, run_cfg.train.seed = cfg.train.epochs, cfg.data.root, s
-        tag = f" (seed {s})" if seeds > 1 else ""
+    tag = (lambda s: f" (seed {s})") if seeds > 1 else (lambda s: "")
+    methods_per_seed = [
+        demo.train_seed(s, tag(s), num_classes, paper_ovr if paper else None, supervised)
+        for s in range(seed, seed + seeds)
+    ]
+    probes = demo.probe(rows, seeds, methods_per_seed)
+    neighbours = demo.neighbours(*methods_per_seed[0][1:])
+
+    table = _tables(rows, probes, neighbours, demo.diverged, seeds)
+    notes = [
+        f"Top-1 (%) at video level on {test_videos} test videos (one video = {100 / max(1, test_videos):.1f} "
+        f"points), {cfg.data.test_clips} clips each; chance {100 / num_classes:.1f} %; "
+        + (f"mean ± std over {seeds} seeds." if seeds > 1 else "one seed.")
+    ]
+    if supervised:
+        notes.append(
+            f"Supervised R+A with its own classifier (fine-tuned end to end): "
+            f"{_cell([t['top1'] for t in demo.supervised_test])} %."
+        )
+    if paper:
+        notes.append(f"AVCL paper-literal: {paper_source}.")
+    notes += [f"{row}: pretraining stopped, {reasons[0]}" for row, reasons in demo.diverged.items()]
+    summary = {
+        "results": {row: [_probe_summary(p) for p in probes[row]] for row in rows},
+        "neighbours": neighbours,
+        "supervised_finetuned": [{"top1": t["top1"], "top5": t["top5"]} for t in demo.supervised_test],
+        "diverged": demo.diverged,
+        "seeds": list(range(seed, seed + seeds)),
+        "paper_literal_overrides": list(paper_ovr) if paper else None,
+        "timings_s": {k: round(v, 1) for k, v in demo.stage.wall.items()},
+        "cpu_s": {k: round(v, 1) for k, v in demo.stage.cpu.items()},
+        "cores": os.cpu_count(),
+        "config": cfg.to_dict(),
+        "classes": classes,
+        "per_class": per_class,
+        "test_videos": test_videos,
+    }
+    fileio.write_json(out / "metrics.json", summary)
+    shutil.copy(out / "avcl" / f"seed{seed}" / "config.yaml", out / "config.yaml")
+    _report(out, demo.stage, cfg, classes, per_class, table, notes, paper, supervised)
+    return summary
+
+
+class _Demo:
+    """The demo's stages, in order; what they share (the output folder, the stage timer and counter,
+    the configuration) and what they collect (diverged pretrainings, supervised test results)."""
+
+    def __init__(self, out: Path, stage: _Stages, cfg, quiet: tuple[str, ...], overrides: tuple[str, ...], steps: int):
+        self.out, self.stage, self.cfg, self.quiet, self.overrides = out, stage, cfg, quiet, overrides
+        self.steps, self._counter = steps, iter(range(1, steps + 1))
+        self.diverged: dict[str, list[str]] = {}  # row -> why a seed's pretraining stopped
+        self.supervised_test: list[dict] = []
+
+    def step(self) -> str:
+        return f"[{next(self._counter)}/{self.steps}]"
+
+    def config(self, seed: int, extra: tuple[str, ...] = ()):
+        """The demo preset with ``extra`` then the user's overrides, on the prepared data with ``seed``."""
+        cfg = load_config(_preset_path(), (*self.quiet, *extra, *self.overrides))
+        cfg.data.root, cfg.train.seed = self.cfg.data.root, seed
+        return cfg
+
+    def make_data(self, classes: int, per_class: int, seed: int, verbose: bool) -> tuple[int, int]:
+        """Generate the synthetic benchmark and prepare it; returns ``(test videos, classes)``."""
+        from avcl.data.prepare import prepare
+        from avcl.data.synth import generate_benchmark
+        from avcl.engine.setup import open_cache
+
+        out, cfg = self.out, self.cfg
+        with self.stage("synth", f"{self.step()} synthetic benchmark: {classes} classes x {per_class} videos"):
+            generate_benchmark(out / "videos", classes=classes, per_class=per_class, seed=seed, progress=verbose)
+        size = (cfg.data.crop_size * 8 // 7, round(cfg.data.crop_size * 8 // 7 * 171 / 128))
+        with self.stage("prepare", f"{self.step()} prepare: decoding into the cache at {size[0]}x{size[1]}"):
+            prepare(out / "videos", out / "data", size=size, progress=verbose)
+        cfg.data.root = str(out / "data")
+        cache = open_cache(cfg)
+        return len(cache.indices(cfg.data.test_split)), len(cache.meta["classes"])
+
+    def train_seed(self, s: int, tag: str, num_classes: int, paper_ovr: tuple[str, ...] | None, supervised: bool):
+        """Pretrain (and train the supervised reference) with seed ``s``; returns ``(s, its config,
+        {row: a function that loads the row's encoders})``, without the rows that diverged."""
+        from avcl.api import finetune_and_test, method_from_checkpoint
+        from avcl.engine.pretrain import pretrain
+        from avcl.experiments import random_encoders
+
+        out, cfg = self.out, self.cfg
+        run_cfg = self.config(s)
+        run_cfg.train.epochs = cfg.train.epochs
         methods = {"random init": lambda c=run_cfg: random_encoders(c, num_classes)}
-        with stage(
+        with self.stage(
             "pretrain",
-            f"[{next(n)}/{steps}] pretraining AVCL{tag}: {cfg.model.backbone}, width "
+            f"{self.step()} pretraining AVCL{tag}: {cfg.model.backbone}, width "
             f"{cfg.model.width}, {cfg.train.epochs} epochs",
         ):
             run_cfg.train.out = str(out / "avcl" / f"seed{s}")
-            if _pretrain_or_note(pretrain, run_cfg, "AVCL", s, diverged):
+            if _pretrain_or_note(pretrain, run_cfg, "AVCL", s, self.diverged):
                 methods["AVCL"] = lambda p=out / "avcl" / f"seed{s}" / "last.pt": method_from_checkpoint(p)
-        if paper:
-            with stage("pretrain_paper", f"[{next(n)}/{steps}] pretraining AVCL paper-literal{tag}"):
-                paper_cfg = load_config(_preset_path(), (*quiet, *paper_ovr, *overrides))
-                paper_cfg.train.epochs, paper_cfg.data.root, paper_cfg.train.seed = cfg.train.epochs, cfg.data.root, s
+        if paper_ovr is not None:
+            with self.stage("pretrain_paper", f"{self.step()} pretraining AVCL paper-literal{tag}"):
+                paper_cfg = self.config(s, paper_ovr)
+                paper_cfg.train.epochs = cfg.train.epochs
                 paper_cfg.train.out = str(out / "avcl_paper" / f"seed{s}")
-                if _pretrain_or_note(pretrain, paper_cfg, "AVCL paper-literal", s, diverged):
+                if _pretrain_or_note(pretrain, paper_cfg, "AVCL paper-literal", s, self.diverged):
                     methods["AVCL paper-literal"] = lambda p=out / "avcl_paper" / f"seed{s}" / "last.pt": (
                         method_from_checkpoint(p)
                     )
         if supervised:
-            with stage("supervised", f"[{next(n)}/{steps}] supervised R+A{tag}: trained from scratch with labels"):
-                sup_cfg = load_config(_preset_path(), (*quiet, *overrides))
-                sup_cfg.data.root, sup_cfg.train.seed = cfg.data.root, s
-                supervised_test.append(
+            with self.stage("supervised", f"{self.step()} supervised R+A{tag}: trained from scratch with labels"):
+                sup_cfg = self.config(s)
+                self.supervised_test.append(
                     finetune_and_test(sup_cfg, out / "supervised" / f"seed{s}", pretrained=None)["test"]
                 )
             methods["supervised R+A"] = lambda p=out / "supervised" / f"seed{s}" / "best.pt": method_from_checkpoint(p)
-        methods_per_seed.append((s, run_cfg, methods))
-    with stage(
-        "probes", f"[{next(n)}/{steps}] linear probes (video, audio, both) of {len(rows)} x {seeds} encoder sets"
-    ):
-        for s, run_cfg, methods in methods_per_seed:
-            for row in rows:
+        return s, run_cfg, methods
+
+    def probe(self, rows: list[str], seeds: int, methods_per_seed: list) -> dict[str, list[dict]]:
+        """Linear probes of every row and seed: row -> one ``{modality: metrics}`` per seed."""
+        from avcl.evaluation.probe import linear_probes
+
+        probes: dict[str, list[dict]] = {r: [] for r in rows}
+        with self.stage(
+            "probes", f"{self.step()} linear probes (video, audio, both) of {len(rows)} x {seeds} encoder sets"
+        ):
+            for s, run_cfg, methods in methods_per_seed:
+                for row in rows:
+                    if row in methods:
+                        folder = self.out / "probes" / row.replace(" ", "_").replace("+", "") / f"seed{s}"
+                        probes[row].append(linear_probes(methods[row](), run_cfg, folder, MODALITIES, title=row))
+        return probes
+
+    def neighbours(self, cfg, methods: dict) -> dict[str, dict[str, float]]:
+        """kNN, retrieval and t-SNE of random init and AVCL (the first seed's ``cfg`` and ``methods``)."""
+        from avcl.experiments import neighbour_metrics
+
+        neighbours: dict[str, dict[str, float]] = {}
+        with self.stage("neighbours", "    kNN, retrieval and t-SNE of random init vs AVCL (first seed)"):
+            for row in ("random init", "AVCL"):
                 if row in methods:
-                    folder = out / "probes" / row.replace(" ", "_").replace("+", "") / f"seed{s}"
-                    probes[row].append(linear_probes(methods[row](), run_cfg, folder, MODALITIES, title=row))
+                    slug = row.replace(" ", "_").lower()
+                    neighbours[row] = neighbour_metrics(methods[row](), cfg, self.out / f"tsne_{slug}.png", row)
+        return neighbours
 
-    neighbours: dict[str, dict[str, float]] = {}
-    first_cfg, first_methods = methods_per_seed[0][1], methods_per_seed[0][2]
-    with stage("neighbours", "    kNN, retrieval and t-SNE of random init vs AVCL (first seed)"):
-        for row in ("random init", "AVCL"):
-            if row in first_methods:
-                slug = row.replace(" ", "_").lower()
-                neighbours[row] = neighbour_metrics(first_methods[row](), first_cfg, out / f"tsne_{slug}.png", row)
 
+def _probe_summary(probe: dict) -> dict:
+    """What ``metrics.json`` keeps of one seed's probes of a row: per modality, top-1, top-5 and the
+    regularisation that the validation split chose."""
+    keys = ("top1", "top5", "weight_decay", "block_scale")
+    return {m: {k: probe[m][k] for k in keys} for m in MODALITIES}
+
+
+def _tables(rows: list[str], probes: dict, neighbours: dict, diverged: dict, seeds: int) -> list[str]:
+    """The Markdown tables of the report: linear probes per row and modality, then kNN and retrieval."""
     table = ["| linear probe, frozen features | video | audio | both |", "|---|---|---|---|"]
     for row in rows:
         cells = [_cell([p[m]["top1"] for p in probes[row]]) for m in MODALITIES]
@@ -230,51 +308,11 @@ def run_demo(
             f"| {row} | {r['knn']:.1f} | {r['retrieval_top1']:.1f} | {r['retrieval_top5']:.1f} |"
             for row, r in neighbours.items()
         ]
-    notes = [
-        f"Top-1 (%) at video level on {test_videos} test videos (one video = {100 / max(1, test_videos):.1f} "
-        f"points), {cfg.data.test_clips} clips each; chance {100 / num_classes:.1f} %; "
-        + (f"mean ± std over {seeds} seeds." if seeds > 1 else "one seed.")
-    ]
-    if supervised:
-        notes.append(
-            f"Supervised R+A with its own classifier (fine-tuned end to end): "
-            f"{_cell([t['top1'] for t in supervised_test])} %."
-        )
-    if paper:
-        notes.append(f"AVCL paper-literal: {paper_source}.")
-    for row, reasons in diverged.items():
-        notes.append(f"{row}: pretraining stopped, {reasons[0]}")
-    summary = {
-        "results": {
-            row: [
-                {
-                    m: {
-                        "top1": p[m]["top1"],
-                        "top5": p[m]["top5"],
-                        "weight_decay": p[m]["weight_decay"],
-                        "block_scale": p[m]["block_scale"],
-                    }
-                    for m in MODALITIES
-                }
-                for p in probes[row]
-            ]
-            for row in rows
-        },
-        "neighbours": neighbours,
-        "supervised_finetuned": [{"top1": t["top1"], "top5": t["top5"]} for t in supervised_test],
-        "diverged": diverged,
-        "seeds": list(range(seed, seed + seeds)),
-        "paper_literal_overrides": list(paper_ovr) if paper else None,
-        "timings_s": {k: round(v, 1) for k, v in stage.wall.items()},
-        "cpu_s": {k: round(v, 1) for k, v in stage.cpu.items()},
-        "cores": os.cpu_count(),
-        "config": cfg.to_dict(),
-        "classes": classes,
-        "per_class": per_class,
-        "test_videos": test_videos,
-    }
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    shutil.copy(out / "avcl" / f"seed{seed}" / "config.yaml", out / "config.yaml")
+    return table
+
+
+def _report(out: Path, stage: _Stages, cfg, classes: int, per_class: int, table, notes, paper: bool, supervised: bool):
+    """Write ``report.md`` and print its tables and notes."""
     report = [
         "# avcl demo report",
         "",
@@ -306,4 +344,3 @@ def run_demo(
     print(stage.line())
     print(f"Report: {out / 'report.md'}")
     sys.stdout.flush()
-    return summary

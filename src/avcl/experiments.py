@@ -15,9 +15,11 @@ from __future__ import annotations
 import copy
 import json
 import statistics
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avcl import fileio
 from avcl.config import MODALITIES, Config, parse_override, set_key, validate
 from avcl.errors import UserError
 
@@ -193,9 +195,7 @@ def run_row(base: Config, row: Row, seed: int, out: Path, protocols: tuple[str, 
     from avcl.evaluation.probe import linear_probes
 
     result_file = out / "result.json"
-    result: dict = {"row": row.name, "seed": seed}
-    if result_file.is_file():
-        result = json.loads(result_file.read_text())
+    result: dict = _read_result(result_file) or {"row": row.name, "seed": seed}
     missing = [c for c in _columns(row, protocols) if c not in result]
     if not missing:
         return result
@@ -220,9 +220,21 @@ def run_row(base: Config, row: Row, seed: int, out: Path, protocols: tuple[str, 
                 cfg, out / "finetune", pretrained=method, resume=(out / "finetune" / "last.pt").exists()
             )
             result["finetune"] = res["test"]["top1"]
-    out.mkdir(parents=True, exist_ok=True)
-    result_file.write_text(json.dumps(result, indent=2))
+    fileio.write_json(result_file, result)
     return result
+
+
+def _read_result(path: Path) -> dict | None:
+    """The cached result of a row and seed, or None when there is none. A file that is not JSON (cut
+    short by a run killed while an older version wrote it) is computed again, not trusted."""
+    try:
+        result = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError:
+        print(f"{path}: not valid JSON, computing this row again", file=sys.stderr)
+        return None
+    return result if isinstance(result, dict) else None
 
 
 @dataclass
@@ -296,12 +308,10 @@ def run_table(
                 run_row(base, row, seed, out / _slug(row.name) / f"seed{seed}", protocols)
             )
     markdown = format_markdown(result, protocols)
-    (out / f"{name}.md").write_text(markdown)
-    (out / f"{name}.json").write_text(
-        json.dumps(
-            {"title": title, "protocols": protocols, "runs": result.runs, "paper": {r.name: r.paper for r in rows}},
-            indent=2,
-        )
+    fileio.atomic_write(out / f"{name}.md", markdown)
+    fileio.write_json(
+        out / f"{name}.json",
+        {"title": title, "protocols": protocols, "runs": result.runs, "paper": {r.name: r.paper for r in rows}},
     )
     if "linear" in protocols:
         series = {c.split("_", 1)[1]: result.summary(c) for c in COLUMNS["linear"]}

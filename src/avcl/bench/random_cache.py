@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avcl import fileio
 from avcl.data import cache as C
 
 
@@ -97,7 +98,7 @@ def write_random_cache(
         "jpeg_quality": int(quality),
         "mel": dataclasses.asdict(mel),
     }
-    C.write_json_atomic(root / C.SETTINGS, settings)
+    fileio.write_json(root / C.SETTINGS, settings, indent=1)
     names = [f"class{c:02d}" for c in range(classes)]
     mel_frames = int(round(frames / fps * mel.sample_rate / mel.hop_length)) + 1
     workers = min(os.cpu_count() or 1, 16) if workers is None else max(workers, 1)
@@ -126,7 +127,7 @@ def write_random_cache(
     with open(root / C.INDEX, "a") as index:
         for records in results:
             for record in records:
-                C.append_jsonl(index, record)
+                fileio.append_jsonl(index, record)
     C.write_meta(root, settings, names, skipped=0)
     return root
 

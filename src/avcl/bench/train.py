@@ -29,7 +29,6 @@ run takes minutes. ``config`` replaces the preset for every backbone; ``override
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 from pathlib import Path
@@ -37,8 +36,9 @@ from typing import Iterator, Sequence
 
 import torch
 
+from avcl import fileio, presets
 from avcl.bench.flops import device_peak, training_flops
-from avcl.bench.loader import machine
+from avcl.bench.host import machine
 from avcl.config import Config, get_key, load_config, set_key
 from avcl.data.cache import PreparedCache
 from avcl.data.transforms import to_model_input
@@ -49,7 +49,6 @@ from avcl.errors import UserError
 from avcl.methods import build_method
 from avcl.methods.base import count_parameters
 
-CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 BACKBONES = ("r3d", "c3d", "r21d")
 # (measured steps, warm-up steps) per backbone when not given: a GPU step is tens of milliseconds, a
 # CPU step of the demo preset at batch 64 about a second or two.
@@ -69,12 +68,9 @@ SWITCHES = (
 
 def preset_path(backbone: str, device: torch.device) -> Path:
     """The paper preset of ``backbone`` on CUDA, the CPU demo preset elsewhere."""
-    path = CONFIGS / (f"avcl_{backbone}.yaml" if device.type == "cuda" else "demo_cpu.yaml")
-    if not path.is_file():
-        raise UserError(
-            f"{path} not found: pass a preset with --config (the defaults live in a source checkout's configs/)"
-        )
-    return path
+    return presets.preset_path(
+        f"avcl_{backbone}" if device.type == "cuda" else "demo_cpu", hint="; pass one with --config"
+    )
 
 
 def bench_config(
@@ -322,7 +318,7 @@ def run_train_bench(
             torch.cuda.empty_cache()
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "bench_train.json").write_text(json.dumps(results, indent=1))
+        fileio.write_json(Path(out) / "bench_train.json", results, indent=1)
     return results
 
 

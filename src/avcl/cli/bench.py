@@ -100,7 +100,7 @@ def add_formats(sub: argparse._SubParsersAction) -> None:
 
 
 def run_formats(args: argparse.Namespace) -> int:
-    from avcl.bench.loader import format_formats_table, run_format_bench
+    from avcl.bench.formats import format_formats_table, run_format_bench
 
     results = run_format_bench(args.videos, size=args.size, clips=args.clips, out=args.out, progress=not args.quiet)
     print(format_formats_table(results))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from avcl import fileio
 from avcl.cli._common import add_config_options
 from avcl.cli.prepare import parse_size
 from avcl.config import MODALITIES
@@ -147,7 +147,7 @@ def run_retrieve(args) -> int:
             **{f"features_{k}": v for k, v in queries_set.info.items()},
         }
     )
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    fileio.write_json(out / "metrics.json", metrics)
     if args.examples > 0:
         nearest = nearest_neighbours(gallery, queries[: args.examples], k=5, convention=convention)
         _draw_neighbours(queries_set, gallery_set, args, nearest, out / "retrieval.png")
@@ -218,7 +218,7 @@ def run_knn(args) -> int:
             **{f"features_{k}": v for k, v in feats.info.items()},
         }
     )
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    fileio.write_json(out / "metrics.json", metrics)
     print(f"kNN (k={args.k}): top-1 {metrics['top1']:.1f}% top-5 {metrics['top5']:.1f}% -> {out}")
     return 0
 
@@ -295,7 +295,7 @@ def run_cam(args) -> int:
             title=f"{Path(str(cache.entries.path[dataset.rows[pos]])).name}: true {true_name}, {args.layer}",
         )
         written.append(str(path))
-    (out / "cams.json").write_text(json.dumps({"layer": args.layer, "target": args.target, "files": written}, indent=2))
+    fileio.write_json(out / "cams.json", {"layer": args.layer, "target": args.target, "files": written})
     print(f"{len(written)} activation-map strips -> {out}")
     return 0
 

@@ -57,7 +57,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--sound-code",
-        choices=("timing", "spectrum"),
         default="timing",
         help="how the sound codes the motion pattern: 'timing', one shared texture sound whose "
         "loudness follows the motion; 'spectrum', a texture of its own per pattern",

@@ -38,10 +38,11 @@ import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 
+from avcl import fileio
 from avcl.errors import UserError
 
 FORMAT = "avcl-prepared-cache"
@@ -125,55 +126,13 @@ def decode_frame(data: bytes | memoryview, out: np.ndarray | None = None) -> np.
 # ------------------------------------------------------------------------------------------ JSON lines
 
 
-def append_jsonl(file, record: dict) -> None:
-    """Append one line to an open file and make it durable before returning."""
-    file.write(json.dumps(record, separators=(",", ":")) + "\n")
-    file.flush()
-    os.fsync(file.fileno())
-
-
 def read_jsonl(path: Path) -> list[dict]:
-    """The records of a JSON-lines file; a torn last line (no newline, or not JSON) is ignored."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    complete, tail = lines[:-1], lines[-1]  # tail: bytes after the last newline, a torn write if any
-    records = []
-    for number, line in enumerate(complete, start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(complete) and not tail:
-                break  # the last line was cut short, then a newline came from elsewhere: still torn
-            raise CacheError(
-                f"{path}: line {number} is not valid JSON; the cache is damaged, prepare it into a new folder"
-            )
-    return records
-
-
-def repair_jsonl(path: Path) -> None:
-    """Cut a torn last line off ``path`` so that appended lines start on a fresh line."""
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1
-    if keep < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(keep)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """The records of the cache's JSON-lines file ``path`` (:func:`avcl.fileio.read_jsonl`): a torn last
+    line is ignored, a damaged line before it means a damaged cache (:class:`CacheError`)."""
+    try:
+        return fileio.read_jsonl(path)
+    except fileio.JsonLinesError as error:
+        raise CacheError(f"{error}; the cache is damaged, prepare it into a new folder") from None
 
 
 # -------------------------------------------------------------------------------------------- writing
@@ -630,5 +589,5 @@ def write_meta(root: Path, settings: dict, classes: list[str], skipped: int) -> 
         },
         "bytes_per_10s": round(size / seconds * 10.0) if seconds > 0 else None,
     }
-    write_json_atomic(root / META, meta)
+    fileio.write_json(root / META, meta, indent=1)
     return meta

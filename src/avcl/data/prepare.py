@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from avcl import fileio
 from avcl.data import cache as C
 from avcl.data.audio import MelSettings, log_mel
 from avcl.data.classlists import load_class_list
@@ -41,6 +42,7 @@ from avcl.data.sources import (
     OUTSIDE_SPLITS,
     VIDEO_EXTENSIONS,
     OfficialSplits,
+    SourceListing,
     VideoItem,
     class_names,
     is_hidden,
@@ -56,6 +58,7 @@ _BINDING = ("format", "version", "frame_size", "fps", "jpeg_quality", "mel")
 # skipped.jsonl reasons of files that were never decoded, rewritten from the source listing by every run.
 _LISTING_REASONS = {"missing": "missing", NOT_A_VIDEO: "not_a_video_extension", OUTSIDE_SPLITS: "outside_split_folders"}
 _NOT_A_FILE = "not_a_regular_file"
+_LISTING_REASON_CODES = {*_LISTING_REASONS.values(), _NOT_A_FILE}
 _CACHE_NAMES = {C.INDEX, C.SKIPPED, C.META, C.SETTINGS, C.REPORT, C.SHARDS}
 
 # State of a worker process (or of the parent with workers=0), set by _init_worker.
@@ -141,7 +144,7 @@ def _check_settings(out: Path, settings: dict) -> None:
     """First run: record the settings. Later runs: they must match (frames of one size, one quality...)."""
     path = out / C.SETTINGS
     if not path.exists():
-        C.write_json_atomic(path, settings)
+        fileio.write_json(path, settings, indent=1)
         return
     import json
 
@@ -196,16 +199,13 @@ def _listing_records(missing: list[tuple[str, str]], ignored: list[tuple[str, st
 
 def _rewrite_listing(path: Path, records: list[dict]) -> None:
     """Keep the decoding results of ``skipped.jsonl``; replace its listing lines by this run's ``records``."""
-    import json
+    kept = [r for r in C.read_jsonl(path) if r.get("reason") not in _LISTING_REASON_CODES]
 
-    listing_reasons = {*_LISTING_REASONS.values(), _NOT_A_FILE}
-    kept = [r for r in C.read_jsonl(path) if r.get("reason") not in listing_reasons]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in [*kept, *records])
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    def write(f) -> None:
+        for record in [*kept, *records]:
+            fileio.append_jsonl(f, record, durable=False)  # the whole file is fsynced once, then renamed
+
+    fileio.atomic_write(path, write, binary=False)
 
 
 def _lock(out: Path):
@@ -312,16 +312,7 @@ def prepare(
     if min(size) < 1 or fps is not None and fps <= 0:
         raise UserError(f"--size must be positive and --fps positive, got size {size}, fps {fps}")
     workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 0)
-    wanted = load_class_list(classes) if classes is not None else None
-    listing = list_source(src, videos_root, classes=wanted, official=official)
-    items, missing, ignored = listing.items, listing.missing, listing.ignored
-    if not items:
-        detail = f"; {len(missing)} listed files are missing, e.g. {missing[0][0]}" if missing else ""
-        if ignored:
-            detail += f"; {_files(len(ignored))} ignored ({_examples(ignored)}); the video extensions are " + " ".join(
-                sorted(VIDEO_EXTENSIONS)
-            )
-        raise UserError(f"{src}: no video files found{detail}")
+    listing = _list_videos(src, videos_root, classes, official)
     out = Path(out)
     _check_out(Path(src), out)
     shard_dir = out / C.SHARDS
@@ -331,87 +322,124 @@ def prepare(
         settings = _settings(size, fps, quality)
         _check_settings(out, settings)
         (out / C.META).unlink(missing_ok=True)  # unfinished until this run completes
-        index_path, skipped_path = out / C.INDEX, out / C.SKIPPED
-        C.repair_jsonl(index_path)
-        C.repair_jsonl(skipped_path)
-        _rewrite_listing(skipped_path, _listing_records(missing, ignored))
-        indexed = C.read_jsonl(index_path)
-        # Bytes a killed run wrote after the last indexed video of a shard; no process writes them now.
-        orphan_bytes, orphan_shards = C.trim_shards(shard_dir, indexed)
-        # Done: in the index, or skipped as unusable. A video-only line without its index line (killed
-        # between the two appends) is prepared again; the report keeps one line per path.
-        done = {r["path"] for r in indexed}
-        done |= {r["path"] for r in C.read_jsonl(skipped_path) if not r.get("video_only")}
-        pending = [item for item in items if item.path not in done]
+        pending, orphans = _resume(out, listing)
         options = {**settings, "quality": quality, "min_frames": min_frames}
-        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-        new = 0
-        bar = progress_bar(
-            total=len(items),
-            initial=len(items) - len(pending),
-            unit="video",
-            desc="prepare",
-            disable=not progress,
-            dynamic_ncols=True,
-            smoothing=0.05,
-        )
-        try:
-            with open(index_path, "a") as index, open(skipped_path, "a") as skipped:
-                for item, result in _results(pending, workers, shard_dir, run_id, options):
-                    if result["skip"] is not None:
-                        C.append_jsonl(skipped, result["skip"])
-                    if result["entry"] is not None:
-                        C.append_jsonl(index, result["entry"])
-                        new += 1
-                    bar.update()
-        except KeyboardInterrupt:
-            bar.close()
-            print(
-                f"interrupted: {new} videos prepared in this run are kept; run the same command to resume",
-                file=sys.stderr,
-            )
-            raise
-        bar.close()
+        new = _prepare_pending(out, listing, pending, workers, options, progress)
         # The workers have exited: drop a shard that holds no video (every video its worker tried failed).
-        C.trim_shards(shard_dir, C.read_jsonl(index_path))
-        listing_reasons = {*_LISTING_REASONS.values(), _NOT_A_FILE}
-        decoded = [r for r in C.read_jsonl(skipped_path) if r["reason"] not in listing_reasons]
-        skip_records = list({r["path"]: r for r in decoded}.values())
-        unusable = [r for r in skip_records if not r.get("video_only")]
-        meta = C.write_meta(out, settings, class_names(items), skipped=len(unusable))
-        counts = meta["counts"]
-        summary = {
-            "src": str(src),
-            "out": str(out),
-            "prepared": counts["videos"],
-            "prepared_this_run": new,
-            "with_audio": counts["with_audio"],
-            "skipped": len(unusable),
-            "skipped_by_reason": dict(Counter(r["reason"] for r in unusable)),
-            "video_only": counts["videos"] - counts["with_audio"],
-            "shorter_than_tcgl_tuple": sum(int(r["num_frames"]) < 64 for r in C.read_jsonl(index_path)),  # 3x16 + 2x8
-            "missing": len(missing),
-            "ignored": len(ignored),
-            "ignored_by_reason": dict(Counter(why for _, why in ignored)),
-            "hidden_ignored": listing.hidden,
-            "orphan_bytes_dropped": orphan_bytes,
-            "orphan_shards_trimmed": orphan_shards,
-            "classes_selected": str(classes) if classes is not None else None,
-            "per_class": listing.per_class(),
-            "seconds_of_video": counts["seconds"],
-            "bytes": counts["bytes"],
-            "bytes_per_10s": meta["bytes_per_10s"],
-            "elapsed_seconds": round(time.perf_counter() - started, 2),
-            "skipped_files": skip_records,
-            "missing_files": [{"path": p, "reason": "missing", "message": m} for p, m in missing],
-            "ignored_files": _listing_records([], ignored),  # as in skipped.jsonl: reason code and message
-        }
-        C.write_json_atomic(out / C.REPORT, summary)
+        C.trim_shards(shard_dir, C.read_jsonl(out / C.INDEX))
+        summary = _finish(out, src, listing, settings, new, orphans, classes, started)
+        fileio.write_json(out / C.REPORT, summary, indent=1)
     finally:
         lock.close()
     if progress:
         print(format_summary(summary))
     return summary
+
+
+def _list_videos(src, videos_root, classes, official) -> SourceListing:
+    """The source listing (videos, missing and ignored files); refuses a source without any video."""
+    wanted = load_class_list(classes) if classes is not None else None
+    listing = list_source(src, videos_root, classes=wanted, official=official)
+    if not listing.items:
+        missing, ignored = listing.missing, listing.ignored
+        detail = f"; {len(missing)} listed files are missing, e.g. {missing[0][0]}" if missing else ""
+        if ignored:
+            detail += f"; {_files(len(ignored))} ignored ({_examples(ignored)}); the video extensions are " + " ".join(
+                sorted(VIDEO_EXTENSIONS)
+            )
+        raise UserError(f"{src}: no video files found{detail}")
+    return listing
+
+
+def _resume(out: Path, listing: SourceListing) -> tuple[list[VideoItem], tuple[int, int]]:
+    """Make the cache ``out`` ready to append to and return the videos still to prepare, with the
+    ``(bytes, shard files)`` of the orphaned shard tails that a killed run left and that were cut."""
+    index_path, skipped_path = out / C.INDEX, out / C.SKIPPED
+    fileio.cut_torn_line(index_path)
+    fileio.cut_torn_line(skipped_path)
+    _rewrite_listing(skipped_path, _listing_records(listing.missing, listing.ignored))
+    indexed = C.read_jsonl(index_path)
+    # Bytes a killed run wrote after the last indexed video of a shard; no process writes them now.
+    orphans = C.trim_shards(out / C.SHARDS, indexed)
+    # Done: in the index, or skipped as unusable. A video-only line without its index line (killed
+    # between the two appends) is prepared again; the report keeps one line per path.
+    done = {r["path"] for r in indexed}
+    done |= {r["path"] for r in C.read_jsonl(skipped_path) if not r.get("video_only")}
+    return [item for item in listing.items if item.path not in done], orphans
+
+
+def _prepare_pending(
+    out: Path, listing: SourceListing, pending: list[VideoItem], workers: int, options: dict, progress: bool
+) -> int:
+    """Decode ``pending`` into the cache, appending each result to the index or the skip list as it
+    comes; returns how many videos were prepared."""
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    new = 0
+    bar = progress_bar(
+        total=len(listing.items),
+        initial=len(listing.items) - len(pending),
+        unit="video",
+        desc="prepare",
+        disable=not progress,
+        dynamic_ncols=True,
+        smoothing=0.05,
+    )
+    try:
+        with open(out / C.INDEX, "a") as index, open(out / C.SKIPPED, "a") as skipped:
+            for item, result in _results(pending, workers, out / C.SHARDS, run_id, options):
+                if result["skip"] is not None:
+                    fileio.append_jsonl(skipped, result["skip"])
+                if result["entry"] is not None:
+                    fileio.append_jsonl(index, result["entry"])
+                    new += 1
+                bar.update()
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            f"interrupted: {new} videos prepared in this run are kept; run the same command to resume",
+            file=sys.stderr,
+        )
+        raise
+    bar.close()
+    return new
+
+
+def _finish(
+    out: Path, src, listing: SourceListing, settings: dict, new: int, orphans: tuple[int, int], classes, started: float
+) -> dict:
+    """Write ``meta.json`` (the cache is complete) and return the run's summary (``report.json``)."""
+    missing, ignored = listing.missing, listing.ignored
+    decoded = [r for r in C.read_jsonl(out / C.SKIPPED) if r["reason"] not in _LISTING_REASON_CODES]
+    skip_records = list({r["path"]: r for r in decoded}.values())
+    unusable = [r for r in skip_records if not r.get("video_only")]
+    meta = C.write_meta(out, settings, class_names(listing.items), skipped=len(unusable))
+    counts = meta["counts"]
+    return {
+        "src": str(src),
+        "out": str(out),
+        "prepared": counts["videos"],
+        "prepared_this_run": new,
+        "with_audio": counts["with_audio"],
+        "skipped": len(unusable),
+        "skipped_by_reason": dict(Counter(r["reason"] for r in unusable)),
+        "video_only": counts["videos"] - counts["with_audio"],
+        "shorter_than_tcgl_tuple": sum(int(r["num_frames"]) < 64 for r in C.read_jsonl(out / C.INDEX)),  # 3x16 + 2x8
+        "missing": len(missing),
+        "ignored": len(ignored),
+        "ignored_by_reason": dict(Counter(why for _, why in ignored)),
+        "hidden_ignored": listing.hidden,
+        "orphan_bytes_dropped": orphans[0],
+        "orphan_shards_trimmed": orphans[1],
+        "classes_selected": str(classes) if classes is not None else None,
+        "per_class": listing.per_class(),
+        "seconds_of_video": counts["seconds"],
+        "bytes": counts["bytes"],
+        "bytes_per_10s": meta["bytes_per_10s"],
+        "elapsed_seconds": round(time.perf_counter() - started, 2),
+        "skipped_files": skip_records,
+        "missing_files": [{"path": p, "reason": "missing", "message": m} for p, m in missing],
+        "ignored_files": _listing_records([], ignored),  # as in skipped.jsonl: reason code and message
+    }
 
 
 def _files(count: int) -> str:

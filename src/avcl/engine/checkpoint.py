@@ -29,13 +29,13 @@ import os
 import pickle
 import re
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from avcl.errors import UserError
+from avcl.fileio import atomic_write
 
 MAGIC = b"AVCLCKPT"
 _TRAILER = struct.Struct("<8sQ32s")
@@ -61,26 +61,9 @@ def encode_checkpoint(state: dict[str, Any]) -> memoryview:
 
 
 def write_checkpoint(data: bytes | memoryview, path: str | Path) -> Path:
-    """Write encoded checkpoint bytes to ``path`` atomically: a temporary file in the same folder, fsync,
-    rename, fsync of the folder. A run killed while saving leaves the previous file intact, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+    """Write encoded checkpoint bytes to ``path`` atomically (:func:`avcl.fileio.atomic_write`): a run
+    killed while saving leaves the previous file intact, never a torn one."""
+    return atomic_write(path, data)
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:

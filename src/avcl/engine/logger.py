@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from avcl.fileio import append_jsonl, atomic_write, read_jsonl, scan_jsonl
+
 
 class RunLogger:
     """Appends one JSON object per record to ``<out>/log.jsonl`` and mirrors scalars to TensorBoard."""
@@ -32,32 +34,24 @@ class RunLogger:
             return
         record = {"kind": kind, "step": step, "time": time.time(), **values}
         with self.path.open("a") as fh:
-            fh.write(json.dumps(record, default=float) + "\n")
+            append_jsonl(fh, record, durable=False, default=float)
         if self._tb is not None:
             for key, value in values.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                     self._tb.add_scalar(f"{kind}/{key}", value, step)
 
     def drop_after(self, step: int) -> int:
-        """Removes the records past ``step`` (and a torn last line) from ``log.jsonl``; returns how many
+        """Removes the records past ``step`` (and a cut-off last line) from ``log.jsonl``; returns how many
         went. A run resumed from the checkpoint of ``step`` calls it first, so that the steps a killed
         run logged after its last checkpoint, trained again, are not logged twice."""
         if not self.enabled or not self.path.is_file():
             return 0
-        lines = self.path.read_text().splitlines()
-        kept = []
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("step", 0) <= step:
-                kept.append(line)
-        if len(kept) < len(lines):
-            tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            tmp.replace(self.path)
-        return len(lines) - len(kept)
+        records, torn = scan_jsonl(self.path)
+        kept = [record for record in records if record.get("step", 0) <= step]
+        dropped = len(records) - len(kept) + torn
+        if dropped:
+            atomic_write(self.path, "".join(json.dumps(record, separators=(",", ":")) + "\n" for record in kept))
+        return dropped
 
     def close(self) -> None:
         if self._tb is not None:
@@ -66,14 +60,6 @@ class RunLogger:
 
 
 def read_log(path: str | Path) -> list[dict]:
-    """Records of a ``log.jsonl``; a torn last line (a killed run) is skipped."""
-    records = []
-    path = Path(path)
-    if not path.is_file():
-        return records
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    """Records of a ``log.jsonl`` (:func:`avcl.fileio.read_jsonl`): a cut-off last line (a killed run) is
+    skipped, a damaged line before it raises :class:`avcl.fileio.JsonLinesError`."""
+    return read_jsonl(path)

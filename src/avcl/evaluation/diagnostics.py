@@ -8,12 +8,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from avcl import fileio
 from avcl.methods.diagnostics import (  # noqa: F401  (the measurements, re-exported with the report)
     batch_gate_only,
     effective_rank,
@@ -77,7 +77,7 @@ def diagnose(method: nn.Module, cfg, out: str | Path | None, probes: bool = True
         )
         result["probe_top1"] = {"gated": gated["top1"], "pregate": pregate["top1"]}
     if out is not None:
-        (out / "diagnostics.json").write_text(json.dumps(result, indent=2))
+        fileio.write_json(out / "diagnostics.json", result)
         (out / "report.md").write_text(report_markdown(result))
     return result
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from avcl import fileio
 from avcl.config import Config
 from avcl.errors import UserError
 from avcl.methods.base import Method
@@ -44,18 +45,17 @@ class FeatureSet:
     info: dict
 
     def save(self, out: str | Path) -> Path:
-        from avcl.data.cache import write_json_atomic
-
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         np.save(out / _FEATURES, self.features.astype(np.float32))
-        with open(out / _VIDEOS, "w", newline="") as f:
+        with fileio.atomic_open(out / _VIDEOS, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["path", "label", "split"])
             writer.writerows(zip(self.paths, [label or "" for label in self.labels], [s or "" for s in self.splits]))
-        write_json_atomic(
+        fileio.write_json(
             out / _INFO,
             {**self.info, "classes": self.classes, "videos": len(self.paths), "dim": int(self.features.shape[1])},
+            indent=1,
         )
         return out
 

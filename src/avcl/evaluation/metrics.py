@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from torch import Tensor
 
+from avcl import fileio
 from avcl.evaluation.plots import plot_confusion_matrix
 
 
@@ -45,5 +45,5 @@ def report_predictions(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         plot_confusion_matrix(matrix, classes, out / "confusion.png", title=f"{title}: top-1 {metrics['top1']:.1f}%")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        fileio.write_json(out / "metrics.json", metrics)
     return metrics

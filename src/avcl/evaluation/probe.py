@@ -3,7 +3,6 @@ features of each modality, tested at video level."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -11,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avcl import fileio
 from avcl.config import MODALITIES, Config
 from avcl.engine.inference import collect
 from avcl.engine.run import start_run
@@ -297,7 +297,7 @@ def linear_probes(
             }
         )
         if where is not None:
-            (where / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            fileio.write_json(where / "metrics.json", metrics)
         results[m] = metrics
     return results
 

@@ -3,11 +3,11 @@ each video (centre crop) averaged, top-1 and top-5 accuracy, and a confusion-mat
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
+from avcl import fileio
 from avcl.config import Config
 from avcl.engine.inference import collect
 from avcl.engine.run import start_run
@@ -35,5 +35,5 @@ def video_level_test(
     metrics = report_predictions(logits.mean(dim=1), labels, dataset.classes, out, title, cfg.eval.topk)
     metrics.update({"split": split, "clips_per_video": cfg.data.test_clips, "modality": model.modality})
     if out is not None:
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        fileio.write_json(out / "metrics.json", metrics)
     return metrics
