@@ -254,12 +254,13 @@ class PreparedDataset(_ClipDataset):
         return _Video(row, int(e.label[row]), int(e.num_frames[row]), float(e.fps[row]), bool(e.has_audio[row]))
 
     def _clips(self, pos: int, video: _Video, starts: np.ndarray, clip_len: int) -> np.ndarray:
-        ids = np.stack([T.clip_frame_ids(int(s), clip_len, video.num_frames) for s in starts])  # (N, clip_len)
         if len(starts) == 1:  # decoded into a buffer reused from sample to sample: no allocation
-            height, width = self.cache.frame_size
             if self._frames is None or self._frames.shape[0] != clip_len:
+                height, width = self.cache.frame_size
                 self._frames = np.empty((clip_len, height, width, 3), dtype=np.uint8)
-            return self.cache.read_frames(video.row, ids[0], out=self._frames)[None]
+            ids = T.clip_frame_ids(int(starts[0]), clip_len, video.num_frames)
+            return self.cache.read_frames(video.row, ids, out=self._frames)[None]
+        ids = np.stack([T.clip_frame_ids(int(s), clip_len, video.num_frames) for s in starts])  # (N, clip_len)
         unique, inverse = np.unique(ids, return_inverse=True)  # overlapping test clips decode each frame once
         return self.cache.read_frames(video.row, unique)[inverse.reshape(ids.shape)]
 
