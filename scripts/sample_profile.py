@@ -1,6 +1,6 @@
 """Where the CPU time of a training sample goes: ``PreparedDataset.get_batch`` timed whole and by stage.
 
-    python scripts/sample_profile.py CACHE [--batch 16] [--epochs 6] [--rounds 5]
+    python scripts/sample_profile.py CACHE [--batch 16] [--epochs 6] [--rounds 5] [--jpeg-options]
 
 One process, one thread, the default ``DataConfig`` (16x112x112 clips, 112x112 spectrogram crops),
 batches written into channels-last buffers as the loader's are. Each stage is timed with the process's
@@ -8,7 +8,9 @@ CPU clock around the real functions (wrapped for the measurement): the 16 JPEG d
 calls alone), reading the clip around them (frame table, slices), the crop and flip into the batch, the
 spectrogram crop, and the rest of the sample (key and random draws, the video's row, the audio window).
 Prints milliseconds per sample, the best and the median of ``--rounds`` passes over the same keys, and
-the load average.
+the load average. ``--jpeg-options`` also times simplejpeg's ``fastdct`` and ``fastupsample`` decodes
+(libjpeg-turbo's faster, less exact IDCT and chroma upsampling) on every 7th frame of the cache, with
+the largest pixel difference each makes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=6, help="epochs of keys per pass (default 6)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--jpeg-options", action="store_true", help="also time simplejpeg's fast decode options")
     args = parser.parse_args()
     torch.set_num_threads(1)
     dataset = PreparedDataset(args.cache, "train", DataConfig(num_workers=0))
@@ -107,6 +110,45 @@ def main() -> None:
         print(f"| {name} | {1e3 * min(values):.3f} | {1e3 * float(np.median(values)):.3f} |")
     best = min(whole)
     print(f"samples per CPU-second: {1 / best:.0f} (best pass), {1 / float(np.median(whole)):.0f} (median)")
+    if args.jpeg_options:
+        jpeg_options(dataset.cache, args.rounds)
+
+
+def jpeg_options(cache, rounds: int) -> None:
+    import simplejpeg
+
+    e = cache.entries
+    frames = []
+    for row in range(len(cache)):
+        table = cache.frame_table(row)
+        shard, base = int(e.shard[row]), int(e.offset[row])
+        for f in range(0, len(table) - 1, 7):
+            frames.append(bytes(cache._shards.view(shard, base + int(table[f]), base + int(table[f + 1]))))
+    height, width = cache.frame_size
+    buffer = np.empty((height, width, 3), np.uint8)
+    options = {
+        "exact (the default)": {},
+        "fastdct": {"fastdct": True},
+        "fastupsample": {"fastupsample": True},
+        "both": {"fastdct": True, "fastupsample": True},
+    }
+    times: dict[str, list[float]] = {name: [] for name in options}
+    for _ in range(rounds):
+        for name, kwargs in options.items():
+            t = time.process_time()
+            for data in frames:
+                simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=buffer, **kwargs)
+            times[name].append((time.process_time() - t) / len(frames))
+    exact = [simplejpeg.decode_jpeg(data, colorspace="RGB").astype(np.int16) for data in frames]
+    print(f"\n{len(frames)} frames of {height}x{width}, load average {os.getloadavg()[0]:.1f}")
+    print("| simplejpeg decode | us per frame (best) | median | largest pixel difference |")
+    print("|---|---|---|---|")
+    for name, kwargs in options.items():
+        diff = max(
+            int(np.abs(simplejpeg.decode_jpeg(data, colorspace="RGB", **kwargs).astype(np.int16) - ref).max())
+            for data, ref in zip(frames, exact)
+        )
+        print(f"| {name} | {1e6 * min(times[name]):.1f} | {1e6 * float(np.median(times[name])):.1f} | {diff} |")
 
 
 if __name__ == "__main__":
