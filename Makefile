@@ -29,6 +29,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/avcl bench loader --out runs/bench
 	$(BIN)/avcl bench loader --out runs/bench/b64 --cache runs/bench/cache --batch-size 64 --source-seconds 0
+	$(BIN)/python scripts/sample_profile.py runs/bench/cache
 	$(BIN)/avcl bench train --out runs/bench
 
 clean:

@@ -92,6 +92,29 @@ def test_batches_are_identical_with_0_1_and_2_workers(cache, mode, persistent):
     assert all(torch.equal(a[k], b[k]) for a, b in zip(runs[0][:3], runs[0][6:]) for k in a)  # same epoch, same batches
 
 
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_clips_are_channels_last_in_memory_and_channel_first_for_the_model(cache, mode):
+    from avcl.data.transforms import to_model_input
+
+    dataset = PreparedDataset(cache, "train", CFG, mode=mode, seed=2)
+    for workers in (0, 1):
+        cfg = replace(CFG, num_workers=workers)
+        loader = build_loader(dataset, cfg, 3, shuffle=False, seed=0)
+        batch = next(iter(loader))
+        video = batch["video"]
+        assert video.shape[-4:] == (3, CFG.clip_len, CFG.crop_size, CFG.crop_size)
+        assert video.movedim(-4, -1).is_contiguous()  # (..., T, H, W, 3) in memory
+        stacked = torch.stack([dataset[key]["video"] for key in loader.sampler.sampler][:3])
+        assert torch.equal(video, stacked)
+        model_input = to_model_input(batch, cfg, "cpu")["video"]
+        assert model_input.is_contiguous()
+        if mode == "train":
+            last = to_model_input(batch, cfg, "cpu", channels_last=True)["video"]
+            assert last.is_contiguous(memory_format=torch.channels_last_3d) and torch.equal(last, model_input)
+        del batch, video
+        loader.close()
+
+
 def test_kept_batches_are_never_overwritten(cache):
     """A caller keeping every batch (no copy) still gets the right values: busy slots are not reused."""
     cfg = replace(CFG, num_workers=2, persistent_workers=True)

@@ -39,6 +39,18 @@ def test_crop_clip_takes_the_same_box_in_every_frame_and_flips_width():
     assert torch.equal(flipped, clip.flip(-1))
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_crop_clip_into_channel_first_or_channels_last_memory_gives_crop_clip(flip):
+    frames = np.random.default_rng(1).integers(0, 256, size=(4, 10, 12, 3), dtype=np.uint8)
+    expected = T.crop_clip(frames, 2, 3, 5, flip=flip)
+    first = np.empty((3, 4, 5, 5), np.uint8)
+    last = T.channels_last_array((3, 4, 5, 5))
+    assert last.shape == (3, 4, 5, 5) and last.strides[0] == 1 and np.moveaxis(last, 0, -1).flags.c_contiguous
+    for out in (first, last):
+        assert T.crop_clip_into(frames, 2, 3, 5, flip, out) is out
+        assert torch.equal(torch.from_numpy(out), expected)
+
+
 def test_crop_boxes_stay_inside_and_centre_is_centred():
     rng = np.random.default_rng(1)
     for _ in range(100):
@@ -63,6 +75,11 @@ def test_spectrogram_crop_equals_normalise_resize_then_crop(n_mels, frames):
         crop = T.spectrogram_crop(mel, mean, std, 256, y, x, 112)
         assert crop.shape == (112, 112) and crop.dtype == torch.float32
         torch.testing.assert_close(crop, full[y : y + 112, x : x + 112], atol=2e-5, rtol=0)
+        out = np.full((112, 112), np.nan, np.float32)  # written in place: the same numbers
+        assert torch.equal(T.spectrogram_crop(mel, mean, std, 256, y, x, 112, out=out), crop)
+        assert torch.equal(torch.from_numpy(out), crop)
+        as_float32 = T.spectrogram_crop(mel.astype(np.float32), mean, std, 256, y, x, 112)
+        assert torch.equal(as_float32, crop)  # float16 is widened exactly
 
 
 def test_audio_window_whole_seconds_and_padding():
@@ -102,3 +119,16 @@ def test_to_model_input_normalises_uint8_video_per_channel():
 
     last = T.to_model_input({"video": video}, cfg, "cpu", channels_last=True)["video"]
     assert last.is_contiguous(memory_format=torch.channels_last_3d)
+
+    # the loader's clips are channels-last in memory: channel-first for the model unless channels_last
+    loader_video = video.permute(0, 2, 3, 4, 1).contiguous().permute(0, 4, 1, 2, 3)
+    assert torch.equal(loader_video, video) and not loader_video.is_contiguous()
+    plain = T.to_model_input({"video": loader_video}, cfg, "cpu")["video"]
+    assert plain.is_contiguous() and torch.equal(plain, out["video"])
+    kept = T.to_model_input({"video": loader_video}, cfg, "cpu", channels_last=True)["video"]
+    assert kept.is_contiguous(memory_format=torch.channels_last_3d) and torch.equal(kept, out["video"])
+    loader_test = test_video.permute(0, 1, 3, 4, 5, 2).contiguous().permute(0, 1, 5, 2, 3, 4)
+    test_out = T.to_model_input({"video": loader_test}, cfg, "cpu", channels_last=True)["video"]
+    assert test_out.is_contiguous() and torch.equal(
+        test_out, T.to_model_input({"video": test_video}, cfg, "cpu")["video"]
+    )

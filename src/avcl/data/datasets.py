@@ -137,12 +137,15 @@ class _ClipDataset(Dataset, ABC):
 
         The same values as stacking ``self[key]`` for each key; no tensor per sample. Returns tensors
         viewing the first ``len(keys)`` rows (``video`` float32 and normalised when ``normalize_on_device``
-        is false: then a new tensor)."""
+        is false: then a new, contiguous tensor). ``video`` is fastest to fill channels-last in memory
+        (``T.channels_last_array``, what the loader's buffers are): the decoded (H, W, 3) frames are then
+        cropped by plain row copies; ``to_model_input`` makes it channel-first on the training device
+        unless the model runs ``channels_last``."""
         n = len(keys)
         if out is None:
             video_shape, audio_shape = self.sample_shapes()
             out = {
-                "video": np.empty((n, *video_shape), np.uint8),
+                "video": T.channels_last_array((n, *video_shape)),
                 "audio": np.empty((n, *audio_shape), np.float32),
                 "label": np.empty(n, np.int64),
                 "index": np.empty(n, np.int64),
@@ -151,7 +154,7 @@ class _ClipDataset(Dataset, ABC):
             out["label"][b], out["index"][b] = self._sample_into(key, out["video"][b], out["audio"][b])
         batch = {k: torch.from_numpy(v[:n]) for k, v in out.items()}
         if not self.cfg.normalize_on_device:
-            batch["video"] = T.normalize_video(batch["video"], self.cfg)
+            batch["video"] = T.normalize_video(batch["video"].contiguous(), self.cfg)
         return batch
 
     def _sample_into(self, key, video_out: np.ndarray, audio_out: np.ndarray) -> tuple[int, int]:
@@ -207,7 +210,7 @@ class _ClipDataset(Dataset, ABC):
         for k, (start, (y, x)) in enumerate(zip(starts, boxes)):
             time = T.clip_centre_time(int(start), cfg.clip_len, video.fps)
             window = T.audio_window(mel, self.window, time, self.mel_fps, self.pad_value)
-            out[k, 0] = T.spectrogram_crop(window, self.audio_mean, self.audio_std, size, y, x, crop).numpy()
+            T.spectrogram_crop(window, self.audio_mean, self.audio_std, size, y, x, crop, out=out[k, 0])
 
 
 class PreparedDataset(_ClipDataset):
@@ -251,12 +254,13 @@ class PreparedDataset(_ClipDataset):
         return _Video(row, int(e.label[row]), int(e.num_frames[row]), float(e.fps[row]), bool(e.has_audio[row]))
 
     def _clips(self, pos: int, video: _Video, starts: np.ndarray, clip_len: int) -> np.ndarray:
-        ids = np.stack([T.clip_frame_ids(int(s), clip_len, video.num_frames) for s in starts])  # (N, clip_len)
         if len(starts) == 1:  # decoded into a buffer reused from sample to sample: no allocation
-            height, width = self.cache.frame_size
             if self._frames is None or self._frames.shape[0] != clip_len:
+                height, width = self.cache.frame_size
                 self._frames = np.empty((clip_len, height, width, 3), dtype=np.uint8)
-            return self.cache.read_frames(video.row, ids[0], out=self._frames)[None]
+            ids = T.clip_frame_ids(int(starts[0]), clip_len, video.num_frames)
+            return self.cache.read_frames(video.row, ids, out=self._frames)[None]
+        ids = np.stack([T.clip_frame_ids(int(s), clip_len, video.num_frames) for s in starts])  # (N, clip_len)
         unique, inverse = np.unique(ids, return_inverse=True)  # overlapping test clips decode each frame once
         return self.cache.read_frames(video.row, unique)[inverse.reshape(ids.shape)]
 
@@ -453,7 +457,7 @@ class _WorkerRing:
 
         video_shape, audio_shape = dataset.sample_shapes()
         self.shapes = {
-            "video": ((batch_size, *video_shape), torch.uint8),
+            "video": ((batch_size, *video_shape), "channels_last"),
             "audio": ((batch_size, *audio_shape), torch.float32),
             "label": ((batch_size,), torch.int64),
             "index": ((batch_size,), torch.int64),
@@ -475,7 +479,7 @@ class _WorkerRing:
             if self.sent[s] == received[s] and not held[s]:
                 return s
         if len(self.slots) < self.max_slots:
-            slot = {k: torch.empty(shape, dtype=dtype) for k, (shape, dtype) in self.shapes.items()}
+            slot = {k: _empty(shape, dtype) for k, (shape, dtype) in self.shapes.items()}
             self.slots.append({k: t.share_memory_() for k, t in slot.items()} if self.shared else slot)
             return len(self.slots) - 1
         return None
@@ -493,6 +497,14 @@ class _WorkerRing:
         payload = (tensors, self.held, self.received) if self.received[s] == 0 or not self.shared else None
         self.sent[s] += 1
         return _SlotBatch(self.token, s, len(keys), payload)
+
+
+def _empty(shape: tuple[int, ...], dtype) -> torch.Tensor:
+    """An empty tensor; ``dtype="channels_last"``: uint8 video (..., 3, T, H, W) laid out (..., T, H, W, 3)."""
+    if dtype != "channels_last":
+        return torch.empty(shape, dtype=dtype)
+    *lead, c, t, h, w = shape
+    return torch.empty((*lead, t, h, w, c), dtype=torch.uint8).movedim(-1, -4)
 
 
 class _BatchDataset(Dataset):
