@@ -8,7 +8,8 @@ import math
 import multiprocessing
 import shutil
 from pathlib import Path
-from typing import Iterator
+from types import SimpleNamespace
+from typing import Any, Iterable, Iterator
 
 from avcl import fileio
 from avcl.data.synth.clip import _VideoJob
@@ -40,52 +41,40 @@ def split_counts(n: int, splits: tuple[float, float, float]) -> tuple[int, int, 
 
 
 def _check_arguments(
-    classes: int,
-    per_class: int,
-    height: int,
-    width: int,
-    fps: int,
-    min_duration: float,
-    max_duration: float,
-    difficulty: float,
-    sample_rate: int,
-    splits: tuple[float, float, float],
-    workers: int,
-    cue: float,
-    look: float = 0.35,
-    size: float = 1.5,
-    distractors: int = 0,
-    ambient: float = 0.05,
-    sound_code: str = "timing",
-    event_rate: float = 0.8,
+    classes: int, per_class: int, splits: tuple[float, float, float], workers: int, options: dict[str, Any]
 ) -> None:
+    """Refuse a setting out of range; ``options`` are the settings every video shares (see
+    :func:`generate_benchmark`)."""
+    o = SimpleNamespace(**options)
     class_names(classes)  # checks the range
     if per_class < 1:
         raise UserError(f"--per-class must be at least 1, not {per_class}")
-    if height < 24 or width < 24:
-        raise UserError(f"frames must be at least 24x24 pixels, not {height}x{width} (height x width)")
-    if not 1 <= fps <= 120:
-        raise UserError(f"fps must be between 1 and 120, not {fps}")
-    if not 0 < min_duration <= max_duration:
-        raise UserError(f"durations must satisfy 0 < min ({min_duration}) <= max ({max_duration})")
-    if not 0.0 <= difficulty <= 1.0:
-        raise UserError(f"difficulty must be in [0, 1], not {difficulty}")
-    if not 0.0 <= cue <= 1.0:
-        raise UserError(f"cue must be in [0, 1], not {cue}")
-    if not 0.0 <= look <= 1.0:
-        raise UserError(f"look must be in [0, 1], not {look}")
-    if not 0.25 <= size <= 3.0:
-        raise UserError(f"size must be in [0.25, 3], not {size}")
-    if distractors < 0:
-        raise UserError(f"distractors must be 0 or more, not {distractors}")
-    if not 0.0 <= ambient <= 1.0:
-        raise UserError(f"ambient must be in [0, 1], not {ambient}")
-    if sound_code not in SOUND_CODES:
-        raise UserError(f"sound_code must be one of {', '.join(SOUND_CODES)}, not {sound_code!r}")
-    if not 0.1 <= event_rate <= fps / 4:
-        raise UserError(f"event_rate must be between 0.1 and fps / 4 ({fps / 4}) events a second, not {event_rate}")
-    if sample_rate not in AAC_SAMPLE_RATES:
-        raise UserError(f"AAC in MP4 cannot carry {sample_rate} Hz; use one of {', '.join(map(str, AAC_SAMPLE_RATES))}")
+    if o.height < 24 or o.width < 24:
+        raise UserError(f"frames must be at least 24x24 pixels, not {o.height}x{o.width} (height x width)")
+    if not 1 <= o.fps <= 120:
+        raise UserError(f"fps must be between 1 and 120, not {o.fps}")
+    if not 0 < o.min_duration <= o.max_duration:
+        raise UserError(f"durations must satisfy 0 < min ({o.min_duration}) <= max ({o.max_duration})")
+    if not 0.0 <= o.difficulty <= 1.0:
+        raise UserError(f"difficulty must be in [0, 1], not {o.difficulty}")
+    if not 0.0 <= o.cue <= 1.0:
+        raise UserError(f"cue must be in [0, 1], not {o.cue}")
+    if not 0.0 <= o.look <= 1.0:
+        raise UserError(f"look must be in [0, 1], not {o.look}")
+    if not 0.25 <= o.size <= 3.0:
+        raise UserError(f"size must be in [0.25, 3], not {o.size}")
+    if o.distractors < 0:
+        raise UserError(f"distractors must be 0 or more, not {o.distractors}")
+    if not 0.0 <= o.ambient <= 1.0:
+        raise UserError(f"ambient must be in [0, 1], not {o.ambient}")
+    if o.sound_code not in SOUND_CODES:
+        raise UserError(f"sound_code must be one of {', '.join(SOUND_CODES)}, not {o.sound_code!r}")
+    if not 0.1 <= o.event_rate <= o.fps / 4:
+        raise UserError(f"event_rate must be between 0.1 and fps / 4 ({o.fps / 4}) events a second, not {o.event_rate}")
+    if o.sample_rate not in AAC_SAMPLE_RATES:
+        raise UserError(
+            f"AAC in MP4 cannot carry {o.sample_rate} Hz; use one of {', '.join(map(str, AAC_SAMPLE_RATES))}"
+        )
     if len(splits) != 3 or min(splits) < 0 or splits[0] <= 0 or abs(sum(splits) - 1) > 1e-6:
         raise UserError(f"split fractions (train, val, test) must be non-negative, train > 0, sum to 1: {splits}")
     if workers < 0:
@@ -195,11 +184,23 @@ def generate_benchmark(
         event_rate=event_rate,
         sample_rate=sample_rate,
     )
-    _check_arguments(classes=classes, per_class=per_class, splits=splits, workers=workers, **options)
-    out = Path(out)
-    _prepare_folder(out)
+    _check_arguments(classes, per_class, splits, workers, options)
     options.update(height=height + height % 2, width=width + width % 2)
-    names = class_names(classes)
+    return _write_benchmark(Path(out), class_names(classes), per_class, seed, splits, workers, progress, options)
+
+
+def _write_benchmark(
+    out: Path,
+    names: list[str],
+    per_class: int,
+    seed: int,
+    splits: tuple[float, float, float],
+    workers: int,
+    progress: bool,
+    options: dict[str, Any],
+) -> Path:
+    """The steps of :func:`generate_benchmark` once its settings are checked; returns the manifest's path."""
+    _prepare_folder(out)
     counts = split_counts(per_class, splits)
     split_of = [name for name, count in zip(SPLITS, counts) for _ in range(count)]
     jobs = [
@@ -220,15 +221,19 @@ def generate_benchmark(
     }
     # Written first, so that a rerun recognises (and replaces) even an interrupted benchmark.
     fileio.write_json(out / _MARKER, settings)
-    rows = list(_run_jobs(jobs, workers, progress))
+    rows = _in_manifest_order(out, jobs, _run_jobs(jobs, workers, progress))
+    manifest = _write_manifest(out, rows, names)
+    fileio.write_json(out / _MARKER, {**settings, "complete": True})
+    return manifest
 
-    # Manifest order: split, then class, then index (the order of ``jobs`` within a split).
-    rank = {job.path: (SPLITS.index(split_of[job.index]), k) for k, job in enumerate(jobs)}
-    rows.sort(key=lambda row: rank[row["path"]])
+
+def _in_manifest_order(out: Path, jobs: list[_VideoJob], rows: Iterable[dict[str, str]]) -> list[dict[str, str]]:
+    """The rows of the written videos with their split and their path relative to ``out``, in manifest order:
+    split, then class, then index (the order of ``jobs`` within a split)."""
+    position = {Path(job.path).relative_to(out).as_posix(): k for k, job in enumerate(jobs)}
+    rows = list(rows)
     for row in rows:
         relative = Path(row["path"]).relative_to(out)
         row["split"] = relative.parts[0]
         row["path"] = relative.as_posix()
-    manifest = _write_manifest(out, rows, names)
-    fileio.write_json(out / _MARKER, {**settings, "complete": True})
-    return manifest
+    return sorted(rows, key=lambda row: (SPLITS.index(row["split"]), position[row["path"]]))
