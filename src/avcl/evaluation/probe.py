@@ -14,6 +14,7 @@ from avcl import fileio
 from avcl.config import MODALITIES, Config
 from avcl.engine.inference import collect
 from avcl.engine.run import start_run
+from avcl.engine.setup import torch_threads
 from avcl.errors import UserError
 from avcl.evaluation.metrics import report_predictions
 from avcl.methods.base import Method
@@ -158,6 +159,7 @@ def _standardised_fits(
 BLOCK_SCALES = ((1.0, 1.0), (1.0, 0.3), (1.0, 0.1), (0.3, 1.0), (0.1, 1.0))
 
 
+@torch_threads(1)  # small full-batch problems: thread start-up and barriers cost more than they give
 def _fit_probe(
     x: Tensor,
     y: Tensor,
@@ -182,24 +184,6 @@ def _fit_probe(
     strongly as one that does: adding a modality then costs at most the noise of the choice.
     Returns the probe (on raw features) and the choice made.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small full-batch problems: thread start-up and barriers cost more than they give
-    try:
-        return _fit_probe_1(x, y, x_val, y_val, num_classes, weight_decays, max_iter, blocks)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fit_probe_1(
-    x: Tensor,
-    y: Tensor,
-    x_val: Tensor | None,
-    y_val: Tensor | None,
-    num_classes: int,
-    weight_decays: list[float],
-    max_iter: int,
-    blocks: tuple[int, ...] | None,
-) -> tuple[nn.Linear, dict]:
     if x.dim() == 2:
         x = x[:, None]
     if x_val is not None and x_val.dim() == 2:
@@ -207,7 +191,6 @@ def _fit_probe_1(
     if x_val is None and len(weight_decays) > 1:
         held = torch.arange(len(x)) % 5 == 4
         x, y, x_val, y_val = x[~held], y[~held], x[held], y[held]
-    flat = lambda x_, y_: (x_.flatten(0, 1), y_.repeat_interleave(x_.shape[1]))  # noqa: E731
     scales: list[tuple[float, ...] | None] = [None]
     if blocks is not None and len(blocks) == 2 and sum(blocks) == x.shape[-1]:
         scales = list(BLOCK_SCALES)
@@ -216,7 +199,9 @@ def _fit_probe_1(
     scores: dict = {}
     if len(candidates) > 1:
         for sc in scales:
-            for wd, (w, b) in _standardised_fits(*flat(x, y), num_classes, weight_decays, max_iter, expand(sc)).items():
+            for wd, (w, b) in _standardised_fits(
+                *_clips(x, y), num_classes, weight_decays, max_iter, expand(sc)
+            ).items():
                 logits = _video_logits(x_val.double(), w, b)
                 acc = 100.0 * float((logits.argmax(1) == y_val).double().mean())
                 scores[(wd, sc)] = (float(F.cross_entropy(logits, y_val)), acc)
@@ -225,12 +210,27 @@ def _fit_probe_1(
         wd, sc = candidates[0]
     if x_val is not None:  # refit on every labelled video outside the test split
         x, y = torch.cat([x, x_val]), torch.cat([y, y_val])
-    w, b = _standardised_fits(*flat(x, y), num_classes, [wd], max_iter, expand(sc))[wd]
-    probe = nn.Linear(x.shape[-1], num_classes)
+    w, b = _standardised_fits(*_clips(x, y), num_classes, [wd], max_iter, expand(sc))[wd]
+    return _linear(w, b), _choice(wd, sc, scores)
+
+
+def _clips(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """(videos, clips, D) features and (videos,) labels as (videos * clips, D) samples and their labels."""
+    return x.flatten(0, 1), y.repeat_interleave(x.shape[1])
+
+
+def _linear(w: Tensor, b: Tensor) -> nn.Linear:
+    """The probe ``x @ w + b`` as a module."""
+    probe = nn.Linear(w.shape[0], w.shape[1])
     with torch.no_grad():
         probe.weight.copy_(w.T)
         probe.bias.copy_(b)
-    choice = {
+    return probe
+
+
+def _choice(wd: float, sc: tuple[float, ...] | None, scores: dict) -> dict:
+    """The choice made and the validation scores of every candidate (weight decay, block scale)."""
+    return {
         "weight_decay": wd,
         "block_scale": list(sc) if sc is not None else None,
         "val": [
@@ -243,7 +243,6 @@ def _fit_probe_1(
             for c, v in scores.items()
         ],
     }
-    return probe, choice
 
 
 def linear_probes(
