@@ -21,6 +21,7 @@ from avcl.bench.host import machine
 from avcl.config import DataConfig
 from avcl.data import transforms as T
 from avcl.data.cache import DEFAULT_QUALITY, decode_frame, encode_frame
+from avcl.engine.setup import torch_threads
 
 
 def _encode_mp4(frames: np.ndarray, fps: float, gop: int, crf: int) -> bytes:
@@ -82,12 +83,8 @@ def run_format_bench(
     augmentation and a 112x112 crop of a 10 s spectrogram (samples/s), per CPU-second of this
     single-threaded process; each rate is the fastest of three passes over the same clips.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _format_bench(videos, size, qualities, clip_len, clips, out, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _format_bench(videos, size, qualities, clip_len, clips, out, progress) -> dict:

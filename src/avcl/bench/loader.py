@@ -16,14 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from avcl import fileio
 from avcl.bench.host import machine
 from avcl.config import DataConfig
 from avcl.data.cache import PreparedCache
 from avcl.data.datasets import PreparedDataset, SourceDataset, build_loader
 from avcl.data.sources import VideoItem
+from avcl.engine.setup import torch_threads
 from avcl.errors import UserError
 
 
@@ -94,30 +93,56 @@ def run_loader_bench(
     ``split``: the split to draw from (all videos when the cache has no such split). Writes
     ``bench_loader.json`` under ``out`` when given. Returns the results.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one core per loader process (workers run with one thread too)
-    try:
+    with torch_threads(1):  # one core per loader process (workers run with one thread too)
         return _loader_bench(cache, workers, batch_size, seconds, source_seconds, split, out, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _loader_bench(cache, workers, batch_size, seconds, source_seconds, split, out, progress) -> dict:
     cache = cache if isinstance(cache, PreparedCache) else PreparedCache(cache)
     split = split if split is not None and len(cache.indices(split)) else None
-    base = DataConfig()
-    height, width = cache.frame_size
-    if min(height, width) < base.crop_size:
-        base = replace(base, crop_size=min(height, width))
-    source_seconds = seconds if source_seconds is None else source_seconds
+    base = _sample_config(cache)
     rows = PreparedDataset(cache, split, base).rows
     e = cache.entries
     items = [VideoItem(e.path[r], e.label_name[r], e.split[r]) for r in rows]
     missing = [i.path for i in items if not os.path.exists(i.path)]
-    results: dict = {
+    results = _description(cache, split, base, len(rows), batch_size)
+    source_seconds = seconds if source_seconds is None else source_seconds
+    for w in workers:
+        cfg = replace(base, num_workers=w)
+        datasets = [("cache", PreparedDataset(cache, split, cfg), seconds, 2)]
+        if not missing and source_seconds > 0:
+            source = SourceDataset(
+                items, cache.classes, cfg, size=cache.frame_size, audio_stats=(cache.audio_mean, cache.audio_std)
+            )
+            datasets.append(("source", source, source_seconds, 1))
+        for name, dataset, duration, warmup in datasets:
+            results["rates"].append(_rate(name, dataset, cfg, batch_size, duration, warmup, progress))
+    if missing:
+        results["source_missing"] = f"{len(missing)} source videos are gone (e.g. {missing[0]}): no source rates"
+    _add_ratios(results, workers)
+    results["machine"]["load_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        fileio.write_json(Path(out) / "bench_loader.json", results, indent=1)
+    return results
+
+
+def _sample_config(cache: PreparedCache) -> DataConfig:
+    """The default training samples, the crop made to fit frames smaller than it."""
+    base = DataConfig()
+    height, width = cache.frame_size
+    if min(height, width) < base.crop_size:
+        base = replace(base, crop_size=min(height, width))
+    return base
+
+
+def _description(cache: PreparedCache, split: str | None, base: DataConfig, videos: int, batch_size: int) -> dict:
+    """What the benchmark measures on which machine, with an empty list of ``rates`` to fill."""
+    height, width = cache.frame_size
+    return {
         "machine": machine(),
         "cache": str(cache.root),
-        "videos": len(rows),
+        "videos": videos,
         "split": split,
         "frame_size": [height, width],
         "sample": {
@@ -133,33 +158,28 @@ def _loader_bench(cache, workers, batch_size, seconds, source_seconds, split, ou
         "cache_mb_per_10s": round(cache.meta["bytes_per_10s"] / 1e6, 3) if cache.meta["bytes_per_10s"] else None,
         "rates": [],
     }
-    for w in workers:
-        cfg = replace(base, num_workers=w)
-        datasets = [("cache", PreparedDataset(cache, split, cfg), seconds, 2)]
-        if not missing and source_seconds > 0:
-            source = SourceDataset(
-                items, cache.classes, cfg, size=(height, width), audio_stats=(cache.audio_mean, cache.audio_std)
-            )
-            datasets.append(("source", source, source_seconds, 1))
-        for name, dataset, duration, warmup in datasets:
-            rate, per_cpu, main_ms = loader_rate(dataset, cfg, batch_size, duration, warmup)
-            results["rates"].append(
-                {
-                    "from": name,
-                    "workers": w,
-                    "samples_per_s": round(rate, 1),
-                    "samples_per_cpu_s": round(per_cpu, 1),
-                    "main_cpu_ms_per_batch": round(main_ms, 2),
-                }
-            )
-            if progress:
-                print(
-                    f"  {name:6s} {w} workers: {rate:8.1f} samples/s, {per_cpu:8.1f} per CPU-second, "
-                    f"main process {main_ms:.2f} ms CPU per batch",
-                    flush=True,
-                )
-    if missing:
-        results["source_missing"] = f"{len(missing)} source videos are gone (e.g. {missing[0]}): no source rates"
+
+
+def _rate(name, dataset, cfg: DataConfig, batch_size: int, seconds: float, warmup: int, progress: bool) -> dict:
+    """One row of ``rates``: the loader of ``dataset`` (``name``: cache or source) measured by :func:`loader_rate`."""
+    rate, per_cpu, main_ms = loader_rate(dataset, cfg, batch_size, seconds, warmup)
+    if progress:
+        print(
+            f"  {name:6s} {cfg.num_workers} workers: {rate:8.1f} samples/s, {per_cpu:8.1f} per CPU-second, "
+            f"main process {main_ms:.2f} ms CPU per batch",
+            flush=True,
+        )
+    return {
+        "from": name,
+        "workers": cfg.num_workers,
+        "samples_per_s": round(rate, 1),
+        "samples_per_cpu_s": round(per_cpu, 1),
+        "main_cpu_ms_per_batch": round(main_ms, 2),
+    }
+
+
+def _add_ratios(results: dict, workers: Sequence[int]) -> None:
+    """Workers against in-process loading, and the cache against the source videos, per worker count."""
     by = {(r["from"], r["workers"]): r for r in results["rates"]}
     if ("cache", 0) in by:  # what workers keep of the in-process work per CPU-second (target: 90 % or more)
         base = by[("cache", 0)]["samples_per_cpu_s"]
@@ -168,21 +188,10 @@ def _loader_bench(cache, workers, batch_size, seconds, source_seconds, split, ou
             for w in workers
             if w > 0 and ("cache", w) in by
         }
-    results["speedup"] = {
-        str(w): round(by[("cache", w)]["samples_per_s"] / by[("source", w)]["samples_per_s"], 1)
-        for w in workers
-        if ("source", w) in by
-    }
-    results["speedup_per_cpu"] = {
-        str(w): round(by[("cache", w)]["samples_per_cpu_s"] / by[("source", w)]["samples_per_cpu_s"], 1)
-        for w in workers
-        if ("source", w) in by
-    }
-    results["machine"]["load_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        fileio.write_json(Path(out) / "bench_loader.json", results, indent=1)
-    return results
+    for key, rate in (("speedup", "samples_per_s"), ("speedup_per_cpu", "samples_per_cpu_s")):
+        results[key] = {
+            str(w): round(by[("cache", w)][rate] / by[("source", w)][rate], 1) for w in workers if ("source", w) in by
+        }
 
 
 def format_loader_table(results: dict) -> str:
