@@ -37,6 +37,7 @@ from typing import Iterator, Sequence
 import torch
 
 from avcl import fileio, presets
+from avcl.bench import BACKBONES
 from avcl.bench.flops import device_peak, training_flops
 from avcl.bench.host import machine
 from avcl.config import Config, get_key, load_config, set_key
@@ -49,7 +50,6 @@ from avcl.errors import UserError
 from avcl.methods import build_method
 from avcl.methods.base import count_parameters
 
-BACKBONES = ("r3d", "c3d", "r21d")
 # (measured steps, warm-up steps) per backbone when not given: a GPU step is tens of milliseconds, a
 # CPU step of the demo preset at batch 64 about a second or two.
 DEFAULT_STEPS = {"cuda": (30, 10), "cpu": (4, 1)}
@@ -262,13 +262,7 @@ def run_train_bench(
     Writes ``bench_train.json`` under ``out`` when given; returns what it writes. ``cache=None``: random
     batches made on the device (``--data synthetic``: the compute-only figures, no loader, no decoding).
     """
-    unknown = [b for b in backbones if b not in BACKBONES]
-    if unknown or not backbones:
-        raise UserError(
-            f"unknown backbone(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(BACKBONES)}"
-        )
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be positive, got {batch_size}")
+    _check_choices(backbones, batch_size)
     cache = cache if isinstance(cache, PreparedCache) or cache is None else PreparedCache(cache)
     if cache is not None and split is not None and len(cache.indices(split)) < batch_size:
         split = None
@@ -276,23 +270,8 @@ def run_train_bench(
     base = load_config(config, overrides)
     device = resolve_device(base.train.device)
     check_amp(device, base.train.amp)  # bf16 and fp16 are for CUDA only
-    default_steps, default_warmup = DEFAULT_STEPS["cuda" if device.type == "cuda" else "cpu"]
-    steps = default_steps if steps is None else steps
-    warmup = default_warmup if warmup is None else warmup
-    if steps < 1 or warmup < 0:
-        raise UserError(f"--steps must be at least 1 and --warmup at least 0, got {steps} and {warmup}")
-    peak = device_peak(device, peak_tflops)
-    host = {**machine(), "torch_threads": torch.get_num_threads()}
-    if device.type == "cpu":
-        peak["device_name"] = host["cpu"]
-    results: dict = {
-        "machine": host,
-        "device": str(device),
-        **peak,
-        "cache": "synthetic (random batches on the device)" if cache is None else str(cache.root),
-        "split": split or "all",
-        "runs": [],
-    }
+    steps, warmup = _step_counts(device, steps, warmup)
+    results = _description(device, peak_tflops, cache, split)
     for backbone in backbones:
         cfg, preset = bench_config(backbone, device, batch_size, config, overrides)
         if progress:
@@ -305,7 +284,7 @@ def run_train_bench(
             "preset": preset,
             "precision": _precision(device, cfg.train.amp),
             "settings": {key: get_key(cfg, key) for key in SWITCHES},
-            **bench_backbone(cfg, cache, split, device, steps, warmup, peak["peak_tflops"]),
+            **bench_backbone(cfg, cache, split, device, steps, warmup, results["peak_tflops"]),
         }
         results["runs"].append(run)
         if progress:
@@ -320,6 +299,44 @@ def run_train_bench(
         Path(out).mkdir(parents=True, exist_ok=True)
         fileio.write_json(Path(out) / "bench_train.json", results, indent=1)
     return results
+
+
+def _check_choices(backbones: Sequence[str], batch_size: int) -> None:
+    unknown = [b for b in backbones if b not in BACKBONES]
+    if unknown or not backbones:
+        raise UserError(
+            f"unknown backbone(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(BACKBONES)}"
+        )
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be positive, got {batch_size}")
+
+
+def _step_counts(device: torch.device, steps: int | None, warmup: int | None) -> tuple[int, int]:
+    """``(steps, warmup)``: those given, else the device's defaults (:data:`DEFAULT_STEPS`)."""
+    default_steps, default_warmup = DEFAULT_STEPS["cuda" if device.type == "cuda" else "cpu"]
+    steps = default_steps if steps is None else steps
+    warmup = default_warmup if warmup is None else warmup
+    if steps < 1 or warmup < 0:
+        raise UserError(f"--steps must be at least 1 and --warmup at least 0, got {steps} and {warmup}")
+    return steps, warmup
+
+
+def _description(
+    device: torch.device, peak_tflops: float | None, cache: PreparedCache | None, split: str | None
+) -> dict:
+    """The machine, the device and its peak, and the data; with an empty list of ``runs`` to fill."""
+    peak = device_peak(device, peak_tflops)
+    host = {**machine(), "torch_threads": torch.get_num_threads()}
+    if device.type == "cpu":
+        peak["device_name"] = host["cpu"]
+    return {
+        "machine": host,
+        "device": str(device),
+        **peak,
+        "cache": "synthetic (random batches on the device)" if cache is None else str(cache.root),
+        "split": split or "all",
+        "runs": [],
+    }
 
 
 def format_train_table(results: dict) -> str:

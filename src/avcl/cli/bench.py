@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from avcl.bench import BACKBONES
 from avcl.cli.prepare import parse_size
 
 
@@ -130,7 +131,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "synthetic: random uint8 batches made on the device, no loader or decoding (compute-only MFU)",
     )
     p.add_argument("--out", default="runs/bench", help="folder for bench_train.json")
-    p.add_argument("--backbones", default="r3d,c3d,r21d", help="comma-separated backbones")
+    p.add_argument("--backbones", default=",".join(BACKBONES), help="comma-separated backbones")
     p.add_argument("--batch-size", type=int, default=64, help="batch per process")
     p.add_argument(
         "--steps", type=int, default=None, help="measured steps per backbone (default: 30 on CUDA, 4 on the CPU)"
