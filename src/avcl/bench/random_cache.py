@@ -65,6 +65,21 @@ def _write_part(args: tuple) -> list[dict]:
     return records
 
 
+def _start_cache(root: Path, size: tuple[int, int], fps: float, quality: int, mel) -> dict:
+    """Create the cache's shard folder and write its settings; returns them."""
+    (root / C.SHARDS).mkdir(parents=True, exist_ok=True)
+    settings = {
+        "format": C.FORMAT,
+        "version": C.VERSION,
+        "frame_size": [int(size[0]), int(size[1])],
+        "fps": fps,
+        "jpeg_quality": int(quality),
+        "mel": dataclasses.asdict(mel),
+    }
+    fileio.write_json(root / C.SETTINGS, settings, indent=1)
+    return settings
+
+
 def write_random_cache(
     root: str | os.PathLike,
     *,
@@ -88,37 +103,14 @@ def write_random_cache(
     root = Path(root)
     if (root / C.META).exists():
         return root
-    (root / C.SHARDS).mkdir(parents=True, exist_ok=True)
     mel = MelSettings()
-    settings = {
-        "format": C.FORMAT,
-        "version": C.VERSION,
-        "frame_size": [int(size[0]), int(size[1])],
-        "fps": fps,
-        "jpeg_quality": int(quality),
-        "mel": dataclasses.asdict(mel),
-    }
-    fileio.write_json(root / C.SETTINGS, settings, indent=1)
+    settings = _start_cache(root, size, fps, quality, mel)
     names = [f"class{c:02d}" for c in range(classes)]
     mel_frames = int(round(frames / fps * mel.sample_rate / mel.hop_length)) + 1
     workers = min(os.cpu_count() or 1, 16) if workers is None else max(workers, 1)
     per = -(-videos // workers)
-    parts = [
-        (
-            str(root),
-            first,
-            min(per, videos - first),
-            frames,
-            tuple(size),
-            names,
-            fps,
-            quality,
-            seed,
-            mel_frames,
-            mel.n_mels,
-        )
-        for first in range(0, videos, per)
-    ]
+    shared = (frames, tuple(size), names, fps, quality, seed, mel_frames, mel.n_mels)
+    parts = [(str(root), first, min(per, videos - first), *shared) for first in range(0, videos, per)]
     if workers > 1 and len(parts) > 1:
         with multiprocessing.get_context("fork").Pool(len(parts)) as pool:
             results = pool.map(_write_part, parts)
