@@ -147,19 +147,7 @@ def run_demo(
     neighbours = demo.neighbours(*methods_per_seed[0][1:])
 
     table = _tables(rows, probes, neighbours, demo.diverged, seeds)
-    notes = [
-        f"Top-1 (%) at video level on {test_videos} test videos (one video = {100 / max(1, test_videos):.1f} "
-        f"points), {cfg.data.test_clips} clips each; chance {100 / num_classes:.1f} %; "
-        + (f"mean ± std over {seeds} seeds." if seeds > 1 else "one seed.")
-    ]
-    if supervised:
-        notes.append(
-            f"Supervised R+A with its own classifier (fine-tuned end to end): "
-            f"{_cell([t['top1'] for t in demo.supervised_test])} %."
-        )
-    if paper:
-        notes.append(f"AVCL paper-literal: {paper_source}.")
-    notes += [f"{row}: pretraining stopped, {reasons[0]}" for row, reasons in demo.diverged.items()]
+    notes = _notes(demo, cfg, test_videos, num_classes, seeds, supervised, paper_source if paper else None)
     summary = {
         "results": {row: [_probe_summary(p) for p in probes[row]] for row in rows},
         "neighbours": neighbours,
@@ -179,6 +167,27 @@ def run_demo(
     shutil.copy(out / "avcl" / f"seed{seed}" / "config.yaml", out / "config.yaml")
     _report(out, demo.stage, cfg, classes, per_class, table, notes, paper, supervised)
     return summary
+
+
+def _notes(
+    demo: _Demo, cfg, test_videos: int, num_classes: int, seeds: int, supervised: bool, paper_source: str | None
+) -> list[str]:
+    """The lines under the report's table: what the figures are, the supervised reference, where the
+    paper-literal settings come from (``paper_source``, None without that row) and what diverged."""
+    notes = [
+        f"Top-1 (%) at video level on {test_videos} test videos (one video = {100 / max(1, test_videos):.1f} "
+        f"points), {cfg.data.test_clips} clips each; chance {100 / num_classes:.1f} %; "
+        + (f"mean ± std over {seeds} seeds." if seeds > 1 else "one seed.")
+    ]
+    if supervised:
+        notes.append(
+            f"Supervised R+A with its own classifier (fine-tuned end to end): "
+            f"{_cell([t['top1'] for t in demo.supervised_test])} %."
+        )
+    if paper_source is not None:
+        notes.append(f"AVCL paper-literal: {paper_source}.")
+    notes += [f"{row}: pretraining stopped, {reasons[0]}" for row, reasons in demo.diverged.items()]
+    return notes
 
 
 class _Demo:
