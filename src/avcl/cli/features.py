@@ -240,7 +240,6 @@ def run_cam(args) -> int:
     from avcl.cli.evaluate import finetuned
     from avcl.data.transforms import to_model_input
     from avcl.engine.setup import open_cache, setup_device, split_dataset
-    from avcl.evaluation.gradcam import grad_cam, overlay
     from avcl.evaluation.plots import plot_image_rows
 
     cfg, model, run = finetuned(args, "cam", "explains a fine-tuned classifier (run `avcl finetune` first)")
@@ -249,44 +248,14 @@ def run_cam(args) -> int:
     cache = open_cache(cfg)
     dataset = split_dataset(cfg, cache, args.split, "eval", require_audio=model.uses_audio)
     labels = [int(cache.entries.label[r]) for r in dataset.rows]
-    if not args.videos.replace(",", "").isdigit():
-        raise UserError(f"--videos takes a number of videos per class or comma-separated rows, not {args.videos!r}")
-    if "," in args.videos:
-        positions = [int(v) for v in args.videos.split(",") if v]
-    else:
-        per_class = int(args.videos)
-        positions = [
-            pos
-            for c in range(len(cache.classes))
-            for pos in [i for i, label in enumerate(labels) if label == c][:per_class]
-        ]
+    positions = _cam_positions(args.videos, labels, len(cache.classes))
     out = _out(args, str(run / "cam"))
     written = []
     for pos in positions:
         if not 0 <= pos < len(dataset):
             raise UserError(f"--videos: row {pos} is outside the {len(dataset)} videos of split '{args.split}'")
         batch = to_model_input({k: v[None] for k, v in dataset[pos].items()}, cfg.data, device)
-        target = batch["label"] if args.target == "true" else None
-        rows, captions = [], []
-        for name in ("video", "audio"):
-            if name not in batch or not getattr(model, f"uses_{name}"):
-                continue
-            encoder = model.video_encoder if name == "video" else model.audio_encoder
-            fixed = dict(batch)
-
-            def scores(x, name=name, fixed=fixed):
-                return model.logits({**fixed, name: x})
-
-            cam, cls = grad_cam(scores, encoder.stage(args.layer), batch[name], target)
-            cls_name = cache.classes[int(cls[0])]
-            if name == "video":
-                heat = overlay(_unnormalise(batch, cfg), cam[0].cpu())
-                rows.append([f.numpy() for f in heat])
-                captions.append([f"frame {t}" + (f" ({cls_name})" if t == 0 else "") for t in range(len(heat))])
-            else:
-                spec, heat_map = batch["audio"][0, 0].float().cpu().numpy(), cam[0, 0].cpu().numpy()
-                rows.append([spec, heat_map])
-                captions.append(["spectrogram", f"Grad-CAM ({cls_name})"])
+        rows, captions = _cam_strips(model, batch, cfg, cache.classes, args.layer, args.target)
         true_name = cache.classes[labels[pos]]
         path = plot_image_rows(
             rows,
@@ -298,6 +267,45 @@ def run_cam(args) -> int:
     fileio.write_json(out / "cams.json", {"layer": args.layer, "target": args.target, "files": written})
     print(f"{len(written)} activation-map strips -> {out}")
     return 0
+
+
+def _cam_positions(videos: str, labels: list[int], classes: int) -> list[int]:
+    """The rows of the split that ``--videos`` names: the first N videos of every class, or a list."""
+    if not videos.replace(",", "").isdigit():
+        raise UserError(f"--videos takes a number of videos per class or comma-separated rows, not {videos!r}")
+    if "," in videos:
+        return [int(v) for v in videos.split(",") if v]
+    per_class = int(videos)
+    return [pos for c in range(classes) for pos in [i for i, label in enumerate(labels) if label == c][:per_class]]
+
+
+def _cam_strips(model, batch: dict, cfg, classes: list[str], layer: str, target: str) -> tuple[list, list]:
+    """Grad-CAM of ``layer`` for each modality the model uses: ``(rows of images, rows of captions)`` for
+    :func:`~avcl.evaluation.plots.plot_image_rows` (the video's frames overlaid; the spectrogram and its map)."""
+    from avcl.evaluation.gradcam import grad_cam, overlay
+
+    label = batch["label"] if target == "true" else None
+    rows, captions = [], []
+    for name in ("video", "audio"):
+        if name not in batch or not getattr(model, f"uses_{name}"):
+            continue
+        encoder = model.video_encoder if name == "video" else model.audio_encoder
+        fixed = dict(batch)
+
+        def scores(x, name=name, fixed=fixed):
+            return model.logits({**fixed, name: x})
+
+        cam, cls = grad_cam(scores, encoder.stage(layer), batch[name], label)
+        cls_name = classes[int(cls[0])]
+        if name == "video":
+            heat = overlay(_unnormalise(batch, cfg), cam[0].cpu())
+            rows.append([f.numpy() for f in heat])
+            captions.append([f"frame {t}" + (f" ({cls_name})" if t == 0 else "") for t in range(len(heat))])
+        else:
+            spec, heat_map = batch["audio"][0, 0].float().cpu().numpy(), cam[0, 0].cpu().numpy()
+            rows.append([spec, heat_map])
+            captions.append(["spectrogram", f"Grad-CAM ({cls_name})"])
+    return rows, captions
 
 
 def _unnormalise(batch: dict, cfg):
