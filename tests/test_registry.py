@@ -13,7 +13,7 @@ import torch
 from ddp.worker_methods import METHOD_NAMES, global_batch, method_names, run_method, video_only
 
 from avcl import cli
-from avcl.config import MODALITIES, Config, ConfigError, choice, field_choices, load_config
+from avcl.config import MODALITIES, Config, ConfigError, choice, config_from_dict, field_choices, load_config
 from avcl.experiments import compare_rows, table4_rows
 from avcl.losses import info_nce_cross_modal
 from avcl.methods import REGISTRY, MethodEntry, build_method, register
@@ -158,3 +158,30 @@ def test_the_registry_refuses_clashing_names_and_options(dummy):
     finally:
         del REGISTRY["clashing"], globals()["Clashing"]
     Config()  # the registry as it was composes again
+
+
+def test_a_saved_config_gets_the_fallbacks_its_methods_declare_and_only_for_their_own_keys():
+    class Older(Dummy):
+        name = "older"
+        saved_fallbacks = {"dummy_mode": "scaled"}
+
+    class Wrong(Dummy):
+        name = "wrong"
+        saved_fallbacks = {"gate": "relu"}  # AVCL's key, not its own
+
+    globals().update(Older=Older, Wrong=Wrong)
+    register(MethodEntry("older", f"{__name__}:Older"))
+    try:
+        saved = Config().to_dict()
+        del saved["method"]["dummy_mode"], saved["method"]["loss_on"]  # a config saved before both existed
+        cfg = config_from_dict(saved)
+        assert (cfg.method.dummy_mode, cfg.method.loss_on, cfg.method.cgra_reduce) == ("scaled", "fused", "mean")
+        del REGISTRY["older"]
+        register(MethodEntry("wrong", f"{__name__}:Wrong"))
+        with pytest.raises(TypeError, match="method wrong: saved_fallbacks names keys it does not declare: gate"):
+            Config()
+    finally:
+        REGISTRY.pop("older", None)
+        REGISTRY.pop("wrong", None)
+        del globals()["Older"], globals()["Wrong"]
+    Config()

@@ -172,17 +172,27 @@ class EvalConfig:
 
 
 @functools.cache
-def _compose(methods: tuple[str, ...]) -> tuple[type, dict[str, type]]:
-    """The ``method`` section's dataclass for the registered ``methods``, and the sections of their own."""
+def _compose(methods: tuple[str, ...]) -> tuple[type, dict[str, type], dict[str, dict[str, Any]]]:
+    """The ``method`` section's dataclass for the registered ``methods``, the sections of their own, and
+    the values of the options that saved configs predate, per section (each method's ``saved_fallbacks``)."""
     from avcl.methods import REGISTRY
 
     fields = {f.name: (f, "the shared keys") for f in dataclasses.fields(SharedMethodOptions)}
     sections: dict[str, type] = {}
+    fallbacks: dict[str, dict[str, Any]] = {}
     for name in methods:
         cls = REGISTRY[name].load()
         options, section = getattr(cls, "options", None), getattr(cls, "options_section", "method")
         if options is None:
             continue
+        saved = getattr(cls, "saved_fallbacks", {})
+        unknown = set(saved) - {f.name for f in dataclasses.fields(options)}
+        if unknown:
+            raise TypeError(
+                f"method {name}: saved_fallbacks names keys it does not declare: {', '.join(sorted(unknown))}"
+            )
+        if saved:
+            fallbacks.setdefault(section, {}).update(saved)
         if section != "method":
             if section in sections or section not in {f.name for f in dataclasses.fields(Config)}:
                 raise TypeError(f"method {name}: options section '{section}' is taken or not a field of Config")
@@ -203,7 +213,7 @@ def _compose(methods: tuple[str, ...]) -> tuple[type, dict[str, type]]:
     method_cls = dataclasses.make_dataclass("MethodConfig", spec)
     method_cls.__module__ = __name__  # pickled by reference as avcl.config.MethodConfig (module __getattr__)
     method_cls.__doc__ = "The ``method`` section: the shared keys and every registered method's options."
-    return method_cls, sections
+    return method_cls, sections, fallbacks
 
 
 def method_config_class() -> type:
@@ -363,15 +373,14 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     return cfg
 
 
-# Method options added after checkpoints were already being saved, with the value that reproduces how
-# those earlier runs were trained (a saved config without the key predates the option).
-SAVED_CONFIG_FALLBACKS = {"method": {"loss_on": "fused", "cgra_reduce": "sum"}}
-
-
 def upgrade_saved(tree: dict) -> dict:
-    """A saved config with the keys it predates filled in as the run was trained."""
+    """A saved config with the keys it predates filled in as the run was trained: the method options
+    added after checkpoints were already being saved, with the values each method declares for them
+    (its ``saved_fallbacks``; composed from the registry, so this imports the methods)."""
+    from avcl.methods import REGISTRY
+
     tree = {k: dict(v) if isinstance(v, dict) else v for k, v in tree.items()}
-    for section, keys in SAVED_CONFIG_FALLBACKS.items():
+    for section, keys in _compose(tuple(REGISTRY))[2].items():
         if isinstance(tree.get(section), dict):
             for key, value in keys.items():
                 tree[section].setdefault(key, value)

@@ -67,6 +67,8 @@ class AVCL(Method):
 
     name = "avcl"
     options = AVCLOptions
+    # Runs saved before these options existed compared the AMFM outputs and summed Eq. 5.
+    saved_fallbacks = {"loss_on": "fused", "cgra_reduce": "sum"}
 
     def __init__(self, cfg: Config, num_classes: int | None = None):
         super().__init__(cfg, num_classes)

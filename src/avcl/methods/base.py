@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +21,8 @@ class Method(nn.Module):
 
     ``options`` is the dataclass of the method's own config keys, declared beside it; they join the
     ``method`` section (``method.<key>``), or a section of their own named by ``options_section``.
+    ``saved_fallbacks`` gives the options added after checkpoints were already being saved the value
+    that reproduces how those earlier runs were trained (a saved config without the key predates it).
     """
 
     name: str = "method"
@@ -31,6 +33,7 @@ class Method(nn.Module):
     find_unused_parameters: bool = False
     options: ClassVar[type | None] = None
     options_section: ClassVar[str] = "method"
+    saved_fallbacks: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, cfg: Config, num_classes: int | None = None):
         super().__init__()
