@@ -61,6 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="keep only these classes: kinetics_sounds_32, "
         "kinetics_sounds_100 or a file with one class name per line (spaces or underscores match)",
     )
+    _add_official_splits(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=run)
+
+
+def _add_official_splits(p: argparse.ArgumentParser) -> None:
+    """UCF101's or HMDB51's official split files, and the validation videos held out of their training list."""
     official = p.add_mutually_exclusive_group()
     official.add_argument(
         "--ucf101-splits",
@@ -84,8 +91,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="validation videos held out of the official training list (default 800 for UCF101, 400 for HMDB51)",
     )
     p.add_argument("--seed", type=int, default=0, help="draws the held-out validation videos (default 0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

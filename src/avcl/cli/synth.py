@@ -28,6 +28,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=int, default=8, help="frames per second")
     p.add_argument("--min-duration", type=float, default=3.0, help="shortest video, seconds")
     p.add_argument("--max-duration", type=float, default=5.0, help="longest video, seconds")
+    _add_knobs(p)
+    p.add_argument("--sample-rate", type=int, default=24000, help="audio sample rate, Hz")
+    p.add_argument(
+        "--splits",
+        type=float,
+        nargs=3,
+        default=(0.6, 0.15, 0.25),
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="split fractions, stratified per class",
+    )
+    p.add_argument("--workers", type=int, default=2, help="processes rendering and encoding videos")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="write nothing: check that every file of the benchmark in OUT decodes to the media "
+        "hashes of its manifest (exit status 1 if not)",
+    )
+    p.set_defaults(func=run)
+
+
+def _add_knobs(p: argparse.ArgumentParser) -> None:
+    """The nuisance and coding knobs of :func:`avcl.data.synth.generate_benchmark`."""
     p.add_argument(
         "--difficulty", type=float, default=0.5, help="0 to 1: pixel noise, timing jitter, pitch and size ranges"
     )
@@ -62,24 +85,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "loudness follows the motion; 'spectrum', a texture of its own per pattern",
     )
     p.add_argument("--event-rate", type=float, default=0.8, help="impacts a second (mean)")
-    p.add_argument("--sample-rate", type=int, default=24000, help="audio sample rate, Hz")
-    p.add_argument(
-        "--splits",
-        type=float,
-        nargs=3,
-        default=(0.6, 0.15, 0.25),
-        metavar=("TRAIN", "VAL", "TEST"),
-        help="split fractions, stratified per class",
-    )
-    p.add_argument("--workers", type=int, default=2, help="processes rendering and encoding videos")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--verify",
-        action="store_true",
-        help="write nothing: check that every file of the benchmark in OUT decodes to the media "
-        "hashes of its manifest (exit status 1 if not)",
-    )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
