@@ -3,6 +3,7 @@ validation split), deterministic, one feature pass per split for every modality.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import TINY
 
@@ -65,6 +66,31 @@ def test_the_probe_is_deterministic_and_reports_its_choice():
     assert c3["weight_decay"] in GRID and len(c3["val"]) == len(GRID)
     _, c4 = _fit_probe(a_tr, y_tr, a_va, y_va, 4, [0.01])
     assert c4["weight_decay"] == 0.01 and c4["val"] == []
+
+
+def test_the_probe_fits_on_one_thread_and_gives_the_callers_thread_count_back_even_on_error(monkeypatch):
+    import avcl.evaluation.probe as probe_module
+
+    seen = []
+    fit = probe_module._standardised_fits
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return fit(*args, **kwargs)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(probe_module, "_standardised_fits", spy)
+        g = torch.Generator().manual_seed(3)
+        (a_tr, _, y_tr), (a_va, _, y_va) = (_features(n, g, classes=4, dim=16) for n in (20, 5))
+        _fit_probe(a_tr, y_tr, a_va, y_va, 4, [0.01, 0.1])
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError):  # validation features of the wrong width
+            _fit_probe(a_tr, y_tr, a_va[:, :, :3], y_va, 4, [0.01, 0.1])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_one_pass_gives_each_modality_exactly_as_embed_does():
