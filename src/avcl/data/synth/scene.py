@@ -307,6 +307,8 @@ def _motion_of(pattern: str, motion: str):
     pattern's speed profile (``"profiles"``, :data:`_PROFILES`)."""
     if motion == "kinds":
         return _MOTIONS[pattern]
+    if motion != "profiles":
+        raise ValueError(f"unknown motion {motion!r}")
     profile = _PROFILES[pattern]
 
     def run(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look: float) -> _Motion:
