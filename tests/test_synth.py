@@ -9,6 +9,7 @@ import dataclasses
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import pytest
 from avcl.cli import main as avcl_main
 from avcl.data.synth import (
     MANIFEST_COLUMNS,
+    MOTIONS,
     PATTERNS,
     SHAPE_OF_SOUND,
     SOUNDS,
@@ -41,6 +43,8 @@ from avcl.data.synth import (
     split_counts,
     verify_benchmark,
 )
+from avcl.data.synth.scene import _PROFILES
+from avcl.data.synth.tables import PALETTE
 from avcl.errors import UserError
 
 FPS, SR = 25, 24000
@@ -140,10 +144,13 @@ def test_layout_manifest_and_classes_file(bench):
     assert (bench / "classes.txt").read_text().split() == class_names(4)
     settings = json.loads((bench / "synth.json").read_text())
     assert settings["complete"] is True and settings["cue"] == 1.0
-    assert {k: settings[k] for k in ("look", "size", "distractors", "ambient", "sound_code", "event_rate")} == {
+    knobs = ("look", "size", "distractors", "decoys", "motion", "ambient", "sound_code", "event_rate")
+    assert {k: settings[k] for k in knobs} == {
         "look": 0.35,
         "size": 1.5,
         "distractors": 0,
+        "decoys": 0,
+        "motion": "kinds",
         "ambient": 0.05,
         "sound_code": "timing",
         "event_rate": 0.8,
@@ -494,3 +501,163 @@ def test_the_timing_texture_has_the_same_spectrum_and_loudness_whatever_the_patt
     assert max(powers) / min(powers) < 1.1
     for centroid, width in spectra[1:]:  # centre and width of the spectrum within 3 %
         assert abs(centroid / spectra[0][0] - 1) < 0.03 and abs(width / spectra[0][1] - 1) < 0.03, spectra
+
+
+def tiny_cli_args(out: Path, *extra: str) -> list[str]:
+    """``avcl synth`` with the settings of TINY, 2 classes."""
+    sizes = ["--height", "48", "--width", "64", "--fps", str(FPS), "--sample-rate", str(SR)]
+    durations = ["--min-duration", "2.4", "--max-duration", "3.0", "--difficulty", "0"]
+    return [
+        "synth",
+        str(out),
+        "--classes",
+        "2",
+        "--per-class",
+        "3",
+        *sizes,
+        *durations,
+        "--workers",
+        "1",
+        "--quiet",
+        *extra,
+    ]
+
+
+def rows_by_path(root: Path) -> dict[str, dict[str, str]]:
+    return {row["path"]: row for row in read_manifest(root)}
+
+
+def colour_mask(frames: np.ndarray, colour, tolerance: float = 25.0, flash: float = 0.0) -> np.ndarray:
+    """(T, H, W) pixels within ``tolerance`` (RGB) of ``colour`` lit towards white by up to ``flash``."""
+    c = np.asarray(colour, np.float32)
+    seg = np.float32(255) - c
+    x = frames.astype(np.float32) - c
+    t = np.clip((x @ seg) / float(seg @ seg), 0.0, flash)
+    return np.linalg.norm(x - t[..., None] * seg, axis=-1) < tolerance
+
+
+def dilate(mask: np.ndarray, steps: int) -> np.ndarray:
+    """(T, H, W) ``mask`` grown by ``steps`` pixels (8-neighbourhood) within each frame."""
+    for _ in range(steps):
+        grown = mask.copy()
+        grown[:, 1:] |= mask[:, :-1]
+        grown[:, :-1] |= mask[:, 1:]
+        grown[:, :, 1:] |= grown[:, :, :-1].copy()
+        grown[:, :, :-1] |= grown[:, :, 1:].copy()
+        mask = grown
+    return mask
+
+
+def test_decoys_are_silent_moving_objects_that_change_only_their_own_pixels():
+    """The decoys draw from a random stream of their own: the audio, the events, the cues and every pixel
+    away from the decoys (their bodies, a pendulum's rod, a swing's post) are what they are without
+    them (changed pixels lie next to a decoy's colour, a rod's, a post's or the object's, which hides
+    them where they pass behind it). In a clean scene (look 0) the decoys show the palette's decoy
+    colour, and it moves."""
+    job = _VideoJob("unused.mp4", 0, 0, 5, 48, 64, FPS, 2.4, 3.0, 0.0, SR, 1.0, look=0.0)
+    for class_index, index in ((0, 0), (4, 1), (6, 2), (1, 3)):
+        plain = _render_clip(dataclasses.replace(job, class_index=class_index, index=index))
+        clip = _render_clip(dataclasses.replace(job, class_index=class_index, index=index, decoys=3))
+        assert np.array_equal(plain.audio, clip.audio) and plain.events == clip.events
+        assert (plain.shape, plain.texture) == (clip.shape, clip.texture)
+        decoy = colour_mask(clip.frames, PALETTE["decoy"], flash=0.6)  # a pulsing decoy lights up
+        assert not colour_mask(plain.frames, PALETTE["decoy"], flash=0.6).any()
+        assert decoy.any(axis=(1, 2)).mean() > 0.9 and decoy.sum((1, 2)).mean() > 20
+        assert np.mean([(decoy[f] != decoy[f + 1]).any() for f in range(len(decoy) - 1)]) > 0.8  # they move
+        changed = np.any(plain.frames != clip.frames, axis=-1)
+        rod, post = colour_mask(clip.frames, PALETTE["rod"]), colour_mask(clip.frames, PALETTE["wall"], 15.0)
+        front = colour_mask(clip.frames, PALETTE["object"], flash=0.6)  # the object, drawn over the decoys
+        assert changed.any() and not (changed & ~dilate(decoy | rod | post | front, 2)).any(), (class_index, index)
+        assert changed.mean() < 0.2
+    # Under motion="profiles" the decoys slide along the floor too: no higher or lower than the block.
+    clip = _render_clip(dataclasses.replace(job, class_index=1, decoys=3, motion="profiles"))
+    decoy_rows = np.flatnonzero(colour_mask(clip.frames, PALETTE["decoy"]).any(axis=(0, 2)))
+    block_rows = np.flatnonzero(colour_mask(clip.frames, PALETTE["object"], 30.0).any(axis=(0, 2)))
+    assert len(decoy_rows) and block_rows[0] - 1 <= decoy_rows[0] and decoy_rows[-1] <= block_rows[-1] + 1
+
+
+def test_decoys_through_the_command_line_change_the_frames_only(bench, tmp_path):
+    """N decoys are recorded in synth.json; the manifest is the one without decoys but for the video hashes."""
+    out = tmp_path / "decoys"
+    assert avcl_main(tiny_cli_args(out, "--decoys", "2")) == 0
+    assert json.loads((out / "synth.json").read_text())["decoys"] == 2
+    rows, ref = rows_by_path(out), rows_by_path(bench)
+    assert len(rows) == 6
+    for path, row in rows.items():
+        assert {k: v for k, v in row.items() if k != "video_sha256"} == {
+            k: v for k, v in ref[path].items() if k != "video_sha256"
+        }
+        assert row["video_sha256"] != ref[path]["video_sha256"], path
+
+
+def test_the_defaults_given_explicitly_write_the_same_media(bench, tmp_path):
+    root = generate_benchmark(tmp_path / "explicit", workers=1, **{**TINY, "classes": 2}, decoys=0, motion="kinds")
+    rows, ref = rows_by_path(root.parent), rows_by_path(bench)
+    assert len(rows) == 6 and all(row == ref[path] for path, row in rows.items())
+
+
+def test_the_speed_profiles_go_from_0_to_1_with_the_same_speeds_in_another_order():
+    p = (np.arange(100000) + 0.5) / 100000
+    speeds = {}
+    for pattern, profile in _PROFILES.items():
+        g = profile(p)
+        assert abs(profile(np.zeros(1))[0]) < 1e-12 and abs(profile(np.ones(1))[0] - 1) < 1e-12
+        assert np.all(np.diff(g) >= 0), pattern
+        speeds[pattern] = np.sort(np.diff(g) * len(p))
+    for pattern in PATTERNS:  # uniform between 0 and twice the mean (1)
+        assert np.allclose(speeds[pattern], speeds["bounce"], atol=1e-3), pattern
+        assert abs(np.quantile(speeds[pattern], 0.25) - 0.5) < 0.01 and speeds[pattern][-1] > 1.99
+
+
+def block_track(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: centroid x and y of the pixels of the object's palette colour (look 0)."""
+    mask = colour_mask(frames, PALETTE["object"], 30.0)
+    n = mask.sum((1, 2))
+    assert n.min() > 5
+    rows = np.arange(frames.shape[1])[None, :, None]
+    cols = np.arange(frames.shape[2])[None, None, :]
+    return (mask * cols).sum((1, 2)) / n, (mask * rows).sum((1, 2)) / n
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_under_motion_profiles_every_pattern_is_the_block_sliding_at_its_speed_profile(pattern):
+    """The block stays on the floor, turns at every impact, and its speed over each run between two
+    impacts follows the pattern's profile: bounce decelerates, slide accelerates, swing is fastest in
+    the middle of a run, pulse near the walls."""
+    class_index = class_names(8).index(f"{pattern}-bell")
+    job = _VideoJob("unused.mp4", class_index, 0, 2, 48, 96, FPS, 4.0, 4.0, 0.0, SR, 1.0, look=0.0)
+    runs = 0
+    for index in range(2):
+        clip = _render_clip(dataclasses.replace(job, index=index, motion="profiles"))
+        x, y = block_track(clip.frames)
+        assert np.ptp(y) < 0.5 and y.mean() > 0.6 * 48  # on the floor (the centroid wobbles with the edges)
+        for e0, e1 in zip(clip.events, clip.events[1:]):
+            speed = np.abs(np.diff(x[e0 : e1 + 1]))  # speed[k]: from frame e0 + k to the next
+            assert np.sign(x[e1] - x[e0]) != np.sign(x[e0] - x[max(0, e0 - 1)]) or e0 == 0  # it turned
+            q = len(speed) // 4
+            early, late, middle = speed[:q].mean(), speed[-q:].mean(), speed[q:-q].mean()
+            signature = {
+                "bounce": early > 2 * late,
+                "slide": late > 2 * early,
+                "swing": middle > 2 * max(early, late),
+                "pulse": min(early, late) > 2 * middle,
+            }
+            assert signature[pattern], (pattern, index, e0, e1, early, middle, late)
+            runs += 1
+    assert runs >= 3
+
+
+def test_decoys_and_motion_are_refused_out_of_range(tmp_path, capsys):
+    for knobs, message in (
+        ({"decoys": -1}, "decoys must be a whole number, 0 or more, not -1"),
+        ({"decoys": 1.5}, "decoys must be a whole number, 0 or more, not 1.5"),
+        ({"motion": "speeds"}, "motion must be one of kinds, profiles, not 'speeds'"),
+    ):
+        with pytest.raises(UserError, match=re.escape(message)):
+            generate_benchmark(tmp_path / "bad", **TINY, **knobs)
+    assert MOTIONS == ("kinds", "profiles")
+    assert avcl_main(["synth", str(tmp_path / "bad"), "--decoys", "-2", "--quiet"]) == 2
+    assert "decoys must be a whole number, 0 or more, not -2" in capsys.readouterr().err
+    assert avcl_main(["synth", str(tmp_path / "bad"), "--motion", "speeds", "--quiet"]) == 2
+    assert "motion must be one of kinds, profiles, not 'speeds'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -76,6 +76,20 @@ def _add_knobs(p: argparse.ArgumentParser) -> None:
         help="up to this many silent moving objects a video, and this many / 2 sounds without a visual event a second",
     )
     p.add_argument(
+        "--decoys",
+        type=int,
+        default=0,
+        help="exactly this many silent objects a video, each doing a motion pattern drawn whatever the class",
+    )
+    p.add_argument(
+        "--motion",
+        default="kinds",
+        help="what the motion patterns look like: 'kinds', four kinds of motion (bounce, slide, swing, "
+        "pulse); 'profiles', a block sliding between the walls for every pattern, each pattern a speed "
+        "profile of its runs (bounce decelerating, slide accelerating, swing slow-fast-slow, pulse "
+        "fast-slow-fast)",
+    )
+    p.add_argument(
         "--ambient", type=float, default=0.05, help="background noise level (RMS) relative to the impacts' peak level"
     )
     p.add_argument(
@@ -121,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         ambient=args.ambient,
         sound_code=args.sound_code,
         event_rate=args.event_rate,
+        decoys=args.decoys,
+        motion=args.motion,
     )
     with open(manifest, newline="") as f:
         splits = Counter(row["split"] for row in csv.DictReader(f))

@@ -10,7 +10,10 @@ pattern, bursts at a pattern-specific phase of the visible motion (:data:`TEXTUR
 ``sound_code="timing"``), each with probability ``cue``; ``cue=0`` makes the two modalities independent
 at class level. Each impact sound starts exactly at the frame of its visual event. The nuisances are
 modality-specific and drawn per video, each scaled by a knob: ``look`` (colours around a fixed
-palette), ``size``, ``distractors``, ``ambient``, ``event_rate``, ``difficulty`` (noise, jitter, ranges).
+palette), ``size``, ``distractors``, ``decoys`` (silent objects doing motion patterns of their own),
+``ambient``, ``event_rate``, ``difficulty`` (noise, jitter, ranges). ``motion="profiles"`` makes every
+pattern the same block sliding between the walls, the pattern being its speed profile
+(:data:`PROFILE_OF_PATTERN`).
 
 The videos are real files: lossless H.264 (yuv420p) video and mono AAC audio in .mp4, laid out like
 Kinetics, ``OUT/{train,val,test}/<class>/<class>_<index>.mp4``, with ``OUT/manifest.csv`` (including
@@ -39,7 +42,9 @@ from avcl.data.synth.tables import (
     CLASS_ORDER,
     MANIFEST_COLUMNS,
     MAX_CLASSES,
+    MOTIONS,
     PATTERNS,
+    PROFILE_OF_PATTERN,
     SHAPE_OF_SOUND,
     SOUND_CODES,
     SOUNDS,
@@ -56,7 +61,9 @@ __all__ = [
     "CLASS_ORDER",
     "MANIFEST_COLUMNS",
     "MAX_CLASSES",
+    "MOTIONS",
     "PATTERNS",
+    "PROFILE_OF_PATTERN",
     "SHAPE_OF_SOUND",
     "SOUND_CODES",
     "SOUNDS",

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 
 from avcl import fileio
 from avcl.data.synth.clip import _VideoJob
-from avcl.data.synth.tables import AAC_SAMPLE_RATES, SOUND_CODES, SPLITS, class_names
+from avcl.data.synth.tables import AAC_SAMPLE_RATES, MOTIONS, SOUND_CODES, SPLITS, class_names
 from avcl.data.synth.writing import _make_video, _write_manifest
 from avcl.errors import UserError
 from avcl.progress import progress as progress_bar
@@ -65,6 +65,10 @@ def _check_arguments(
         raise UserError(f"size must be in [0.25, 3], not {o.size}")
     if o.distractors < 0:
         raise UserError(f"distractors must be 0 or more, not {o.distractors}")
+    if o.decoys < 0 or int(o.decoys) != o.decoys:
+        raise UserError(f"decoys must be a whole number, 0 or more, not {o.decoys}")
+    if o.motion not in MOTIONS:
+        raise UserError(f"motion must be one of {', '.join(MOTIONS)}, not {o.motion!r}")
     if not 0.0 <= o.ambient <= 1.0:
         raise UserError(f"ambient must be in [0, 1], not {o.ambient}")
     if o.sound_code not in SOUND_CODES:
@@ -146,6 +150,8 @@ def generate_benchmark(
     ambient: float = 0.05,
     sound_code: str = "timing",
     event_rate: float = 0.8,
+    decoys: int = 0,
+    motion: str = "kinds",
 ) -> Path:
     """Write the benchmark into ``out`` and return the path of its ``manifest.csv``.
 
@@ -160,9 +166,13 @@ def generate_benchmark(
     0 makes the two modalities independent at class level. The nuisance and coding knobs: ``look``
     (colour and blotch variation around a fixed palette, 0 to 1), ``size`` (object size factor),
     ``distractors`` (up to that many silent moving objects; sounds without an event at half that rate
-    a second), ``ambient`` (background noise level), ``sound_code`` (how the sound codes the motion
-    pattern, :data:`SOUND_CODES`) and ``event_rate`` (impacts a second). ``workers`` processes render
-    and encode (0 or 1: in this process); the result does not depend on it.
+    a second), ``decoys`` (exactly that many silent objects, each doing a motion pattern drawn
+    whatever the class, on impacts of its own), ``ambient`` (background noise level), ``sound_code``
+    (how the sound codes the motion pattern, :data:`SOUND_CODES`), ``event_rate`` (impacts a second)
+    and ``motion`` (what the patterns look like, :data:`MOTIONS`: ``"kinds"``, four kinds of motion;
+    ``"profiles"``, a block sliding between the walls for all, each pattern a speed profile of its runs,
+    :data:`PROFILE_OF_PATTERN`). ``workers`` processes render and encode (0 or 1: in this process); the
+    result does not depend on it.
 
     ``out`` must be new, empty, or a benchmark written before (which is replaced).
     """
@@ -179,6 +189,8 @@ def generate_benchmark(
         look=look,
         size=size,
         distractors=distractors,
+        decoys=decoys,
+        motion=motion,
         ambient=ambient,
         sound_code=sound_code,
         event_rate=event_rate,

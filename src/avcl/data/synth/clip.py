@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from avcl.data.synth.events import _event_schedule
-from avcl.data.synth.scene import _render_frames
+from avcl.data.synth.scene import _Decoys, _render_frames
 from avcl.data.synth.sound import _render_audio
 from avcl.data.synth.tables import CLASS_ORDER, SHAPE_OF_SOUND, SHAPES, TEXTURE_OF_PATTERN, TEXTURES
 
@@ -34,6 +34,8 @@ class _VideoJob:
     ambient: float = 0.05
     sound_code: str = "timing"
     event_rate: float = 0.8
+    decoys: int = 0
+    motion: str = "kinds"
 
 
 @dataclass
@@ -64,9 +66,12 @@ def _draw_cues(rng: np.random.Generator, pattern: str, sound: str, cue: float) -
 
 
 def _render_clip(job: _VideoJob) -> _Clip:
-    """Draw one video from its own seed: duration, frames, events and audio."""
+    """Draw one video from its own seed: duration, frames, events and audio. The decoys draw from a
+    stream of their own (``SeedSequence([seed, class, index, 1])``), so that they change only their
+    own pixels: the rest of the video is the same with or without them."""
     pattern, sound = CLASS_ORDER[job.class_index]
-    rng = np.random.default_rng(np.random.SeedSequence([job.seed, job.class_index, job.index]))
+    seed = [job.seed, job.class_index, job.index]
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
     shape, texture = _draw_cues(rng, pattern, sound, job.cue)
     num_frames = max(2, round(rng.uniform(job.min_duration, job.max_duration) * job.fps))
     starts = _event_schedule(rng, num_frames, job.fps, job.difficulty, job.event_rate)
@@ -83,6 +88,8 @@ def _render_clip(job: _VideoJob) -> _Clip:
         job.look,
         job.size,
         job.distractors,
+        job.motion,
+        _Decoys(job.decoys, np.random.default_rng(np.random.SeedSequence([*seed, 1])), job.event_rate),
     )
     events = [int(e) for e in starts if 0 <= e < num_frames]
     num_samples = round(num_frames * job.sample_rate / job.fps)

@@ -1,14 +1,16 @@
-"""Scene rendering: a room, a background, silent distractors and the object doing its motion pattern."""
+"""Scene rendering: a room, a background, silent distractors and decoys, and the object doing its motion
+pattern."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from avcl.data.synth.events import _schedule_at
-from avcl.data.synth.tables import PALETTE, SHAPES
+from avcl.data.synth.events import _event_schedule, _schedule_at
+from avcl.data.synth.tables import PALETTE, PATTERNS, SHAPES
 
 _LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -118,24 +120,29 @@ def _render_frames(
     look: float = 0.35,
     size: float = 1.5,
     distractors: int = 0,
+    motion: str = "kinds",
+    decoys: _Decoys | None = None,
 ) -> np.ndarray:
     """Draw the clip: frames (T, H, W, 3) uint8 of the object of ``shape`` doing ``pattern`` with the
     impacts ``starts`` (see :func:`_event_schedule`).
 
     The scene is a room (a floor and two walls, drawn for every pattern so that the furniture alone
     does not give the pattern away) over a gradient-and-blotches background, silent distractors
-    drifting on smooth paths behind the object, and the object doing its pattern. Colours vary by
-    ``look`` around a fixed palette (:func:`_look_colour`), as do the background's blotches; ``size``
-    scales the object; up to ``distractors`` silent objects move about.
+    drifting on smooth paths behind the object, silent ``decoys`` doing motion patterns of their own
+    (:func:`_draw_decoys`), and the object doing its pattern in front. Colours vary by ``look`` around
+    a fixed palette (:func:`_look_colour`), as do the background's blotches; ``size`` scales the
+    object; up to ``distractors`` silent objects move about; ``motion`` chooses what the patterns look
+    like (:func:`_motion_of`).
     """
     phase, interval, count = _schedule_at(starts, np.arange(num_frames))
     room = _draw_room(rng, height, width, look, difficulty)
     # The object. Sizes are in pixels relative to the frame height so every frame size looks alike.
     r = float(height * rng.uniform(0.06, 0.09 + 0.04 * difficulty)) * size
     colour = _look_colour(rng, "object", look)
-    motion = _MOTIONS[pattern](rng, room, _Beats(phase, interval, count), r, look)
+    track = _motion_of(pattern, motion)(rng, room, _Beats(phase, interval, count), r, look)
     movers = _distractors(rng, room, r, look, num_frames, fps, distractors)
-    return _compose(rng, room, motion, movers, shape, colour, difficulty)
+    others = _draw_decoys(decoys, room, r, look, num_frames, fps, difficulty, motion) if decoys is not None else []
+    return _compose(rng, room, track, movers, shape, colour, difficulty, others)
 
 
 @dataclass
@@ -171,6 +178,16 @@ class _Beats:
     @property
     def rel(self) -> np.ndarray:  # longer interval, larger swing or bounce (as with gravity)
         return self.interval / self.interval.max()
+
+
+@dataclass
+class _Decoys:
+    """The silent decoys of a video: how many, the random stream they are drawn from (a stream of their
+    own, so that they change nothing else in the video) and the mean impact rate of their schedules."""
+
+    count: int
+    rng: np.random.Generator
+    event_rate: float = 0.8
 
 
 @dataclass
@@ -226,11 +243,18 @@ def _bounce(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look
 
 def _slide(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look: float) -> _Motion:
     """A block on the floor that hits one wall at an impact, then the other at the next."""
+    return _along_floor(rng, room, beats, r, beats.phase)
+
+
+def _along_floor(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, progress: np.ndarray) -> _Motion:
+    """A block on the floor that runs from one wall (at an impact) to the other (at the next), having
+    covered the fraction ``progress`` (T,) of the way at each frame; it starts towards either wall."""
     n = len(beats.phase)
     span = room.inner_width - 2 * r
     direction = 1 if rng.random() < 0.5 else 0
     forward = (beats.count + direction) % 2 == 0
-    cx = np.where(forward, room.left + r + span * beats.phase, room.right - r - span * beats.phase).astype(np.float32)
+    covered = span * progress
+    cx = np.where(forward, room.left + r + covered, room.right - r - covered).astype(np.float32)
     cy = np.full(n, room.floor_top - r, np.float32)
     return _Motion(cx, cy, *_resting(n, r))
 
@@ -266,6 +290,57 @@ def _pulse(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look:
 
 
 _MOTIONS = {"bounce": _bounce, "slide": _slide, "swing": _swing, "pulse": _pulse}
+
+# The speed profiles (``motion="profiles"``): the fraction of the wall-to-wall span covered at the phase
+# p in [0, 1) of a run. Each speed runs uniformly from 0 to twice the mean; only their order differs.
+_PROFILES = {
+    "bounce": lambda p: 2 * p - p**2,  # decelerating: fast off the wall, slowing to the next
+    "slide": lambda p: p**2,  # accelerating
+    "swing": lambda p: np.where(p < 0.5, 2 * p**2, 1 - 2 * (1 - p) ** 2),  # slow-fast-slow
+    "pulse": lambda p: np.where(p < 0.5, 2 * p - 2 * p**2, 2 * p**2 - 2 * p + 1),  # fast-slow-fast
+}
+
+
+def _motion_of(pattern: str, motion: str):
+    """The motion function of ``pattern``, ``(rng, room, beats, radius, look) -> _Motion``: its own kind
+    of motion (``motion="kinds"``, :data:`_MOTIONS`), or the block sliding between the walls at the
+    pattern's speed profile (``"profiles"``, :data:`_PROFILES`)."""
+    if motion == "kinds":
+        return _MOTIONS[pattern]
+    if motion != "profiles":
+        raise ValueError(f"unknown motion {motion!r}")
+    profile = _PROFILES[pattern]
+
+    def run(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look: float) -> _Motion:
+        return _along_floor(rng, room, beats, r, profile(beats.phase))
+
+    return run
+
+
+def _draw_decoys(
+    decoys: _Decoys,
+    room: _Room,
+    r: float,
+    look: float,
+    num_frames: int,
+    fps: int,
+    difficulty: float,
+    motion: str,
+) -> list[tuple]:
+    """``decoys.count`` silent objects, each doing a motion pattern drawn uniformly (whatever the class)
+    on an impact schedule of its own, through the object's motion functions (a swing's post is drawn
+    into the room): ``(shape, colour, _Motion)`` each. Every draw comes from ``decoys.rng``."""
+    rng, frames = decoys.rng, np.arange(num_frames)
+    drawn = []
+    for _ in range(decoys.count):
+        pattern = PATTERNS[int(rng.integers(len(PATTERNS)))]
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        radius = r * rng.uniform(0.7, 1.0)
+        colour = _look_colour(rng, "decoy", look)
+        starts = _event_schedule(rng, num_frames, fps, difficulty, decoys.event_rate)
+        beats = _Beats(*_schedule_at(starts, frames))
+        drawn.append((shape, colour, _motion_of(pattern, motion)(rng, room, beats, radius, look)))
+    return drawn
 
 
 def _distractors(
@@ -303,24 +378,37 @@ def _compose(
     shape: str,
     colour: np.ndarray,
     difficulty: float,
+    decoys: Sequence[tuple] = (),
 ) -> np.ndarray:
-    """The frames (T, H, W, 3) uint8: the room, the distractors, the rod, the object, grey sensor noise.
-    Frame by frame, so the float working copy stays small and in cache."""
-    bg, (cx, cy, radius, flash) = room.bg, (motion.cx, motion.cy, motion.radius, motion.flash)
-    num_frames, (height, width) = len(cx), bg.shape[:2]
+    """The frames (T, H, W, 3) uint8: the room, the distractors, the decoys (see :func:`_draw_decoys`),
+    the object (each with its rod, if any), grey sensor noise. Frame by frame, so the float working
+    copy stays small and in cache."""
+    bg, num_frames = room.bg, len(motion.cx)
+    height, width = bg.shape[:2]
     frames = np.empty((num_frames, height, width, 3), np.uint8)
-    white = np.full(3, 255, np.float32)
     noise_std = np.float32(1.0 + 10.0 * difficulty)
     for f in range(num_frames):
         img = bg.copy()
         for dshape, dr, dcolour, dx, dy in movers:
             _stamp(img, dshape, float(dx[f]), float(dy[f]), dr, dcolour)
-        if motion.rod is not None:
-            px, py, half_w, rod_colour = motion.rod
-            _stamp_segment(img, (px, py), (float(cx[f]), float(cy[f])), half_w, rod_colour)
-            _stamp(img, "disc", px, py, half_w + 1, rod_colour)
-        _stamp(img, shape, float(cx[f]), float(cy[f]), float(radius[f]), colour + flash[f] * (white - colour))
+        for dshape, dcolour, dmotion in decoys:
+            _stamp_motion(img, f, dmotion, dshape, dcolour)
+        _stamp_motion(img, f, motion, shape, colour)
         img += noise_std * rng.standard_normal((height, width, 1), dtype=np.float32)  # sensor noise, grey
         np.clip(img, 0, 255, out=img)
         frames[f] = img
     return frames
+
+
+_WHITE = np.full(3, 255, np.float32)
+
+
+def _stamp_motion(img: np.ndarray, f: int, motion: _Motion, shape: str, colour: np.ndarray) -> None:
+    """Paint frame ``f`` of ``motion`` into ``img`` in place: the rod (if it hangs from one), then the
+    object of ``shape``, its ``colour`` lit towards white by its flash."""
+    cx, cy = float(motion.cx[f]), float(motion.cy[f])
+    if motion.rod is not None:
+        px, py, half_w, rod_colour = motion.rod
+        _stamp_segment(img, (px, py), (cx, cy), half_w, rod_colour)
+        _stamp(img, "disc", px, py, half_w + 1, rod_colour)
+    _stamp(img, shape, cx, cy, float(motion.radius[f]), colour + motion.flash[f] * (_WHITE - colour))

@@ -38,6 +38,17 @@ SPLITS = ("train", "val", "test")
 # loudness follows the motion of the pattern (the pattern is in *when* it is loud, not in its spectrum);
 # "spectrum", a texture of its own per pattern (TEXTURE_OF_PATTERN: whistle, scrape, whoosh, hum).
 SOUND_CODES = ("timing", "spectrum")
+# What the motion patterns look like (``motion``): "kinds", four kinds of motion (a ball bouncing, a block
+# sliding, a pendulum swinging, an object pulsing); "profiles", one kind for all, the block sliding from
+# wall to wall, each pattern a speed profile of every run (PROFILE_OF_PATTERN): the same speeds in
+# another order, so only the order within a run tells the patterns apart.
+MOTIONS = ("kinds", "profiles")
+PROFILE_OF_PATTERN = {
+    "bounce": "decelerating",
+    "slide": "accelerating",
+    "swing": "slow-fast-slow",
+    "pulse": "fast-slow-fast",
+}
 MANIFEST_COLUMNS = (
     "path",
     "label",
@@ -55,7 +66,8 @@ MANIFEST_COLUMNS = (
 # The cross-modal class cues: the shape that shows a timbre, and the sound texture that a pattern makes.
 SHAPE_OF_SOUND = {"bell": "disc", "drum": "square", "pluck": "triangle", "clap": "diamond"}
 TEXTURE_OF_PATTERN = {"bounce": "whistle", "slide": "scrape", "swing": "whoosh", "pulse": "hum"}
-# The fixed palette the looks vary around (``look``): background gradient ends, floor, walls, object.
+# The fixed palette the looks vary around (``look``): background gradient ends, floor, walls, object, the
+# pendulum's rod and the silent decoys (``decoys``).
 PALETTE = {
     "c1": (70.0, 90.0, 120.0),
     "c2": (110.0, 130.0, 150.0),
@@ -63,6 +75,7 @@ PALETTE = {
     "wall": (150.0, 150.0, 160.0),
     "object": (235.0, 205.0, 60.0),
     "rod": (30.0, 30.0, 30.0),
+    "decoy": (200.0, 90.0, 200.0),
 }
 SHAPES = tuple(SHAPE_OF_SOUND.values())
 TEXTURES = tuple(TEXTURE_OF_PATTERN.values())
