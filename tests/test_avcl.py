@@ -172,3 +172,81 @@ def test_the_paper_literal_preset_differs_from_the_default_exactly_in_the_docume
     assert {k: default[k] for k in default if k.startswith("method.")} == {
         k: built_in[k] for k in built_in if k.startswith("method.")
     }
+
+
+def _feature_grad_norm(method, batch, term):
+    """Norm of one unweighted term's gradient at the encoders' pool features, computed independently."""
+    v = method.video_encoder.forward_features(batch["video"], ("pool",))["pool"]
+    a = method.audio_encoder.forward_features(batch["audio"], ("pool",))["pool"]
+    z_v, z_a = method.loss_features(v, a)
+    m = method.cfg.method
+    loss = (
+        cross_correlation_loss(z_v, z_a, lambd=m.cgra_lambda, standardize=m.standardize, reduction=m.cgra_reduce)
+        if term == "cor"
+        else info_nce_cross_modal(z_v, z_a, temperature=m.temperature)
+    )
+    return float(torch.cat([g.flatten() for g in torch.autograd.grad(loss, [v, a])]).norm())
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_gradnorm_balance_weights_the_terms_by_their_measured_gradient_norms(reduce):
+    overrides = [*TINY, *PAPER_LOSS, f"method.cgra_reduce={reduce}", "method.balance=gradnorm"]
+    method = build_method(load_config(None, [*overrides, "method.lambda_cor=0.9", "method.lambda_self=0.1"]))
+    method.train()
+    batch = _batch()
+    state = {k: v.clone() for k, v in method.state_dict().items()}
+    norms = {t: _feature_grad_norm(method, batch, t) for t in ("cor", "self")}
+    method.load_state_dict(state)  # the BatchNorm statistics of the reference forward undone
+    out = method(batch)
+    # first step: the running means are this step's norms
+    torch.testing.assert_close(method.grad_norm_avg, torch.tensor([norms["cor"], norms["self"]]), rtol=1e-4, atol=0)
+    mean = (norms["cor"] + norms["self"]) / 2
+    assert mean / norms["self"] < 100 and mean / norms["cor"] < 100  # below the cap here
+    assert out["weight_cor"].item() == pytest.approx(0.9 * mean / norms["cor"], rel=1e-4)
+    assert out["weight_self"].item() == pytest.approx(0.1 * mean / norms["self"], rel=1e-4)
+    torch.testing.assert_close(out["loss"], out["weight_cor"] * out["loss_cor"] + out["weight_self"] * out["loss_self"])
+    # the weighted gradients at the features stand in the ratio of the lambdas, whatever CGRA's scale
+    ratio = (out["weight_cor"] * norms["cor"]) / (out["weight_self"] * norms["self"])
+    assert ratio.item() == pytest.approx(9.0, rel=1e-4)
+
+
+def test_gradnorm_running_norms_move_by_momentum_are_saved_and_stay_out_of_evaluation():
+    cfg = load_config(None, [*TINY, "method.balance=gradnorm"])
+    method = build_method(cfg)
+    method.train()
+    method(_batch(0))
+    first = method.grad_norm_avg.clone()
+    state = {k: v.clone() for k, v in method.state_dict().items()}
+    now = torch.tensor([_feature_grad_norm(method, _batch(1), t) for t in ("cor", "self")])
+    method.load_state_dict(state)
+    method(_batch(1))
+    torch.testing.assert_close(method.grad_norm_avg, 0.9 * first + 0.1 * now, rtol=1e-4, atol=0)
+    assert "grad_norm_avg" in method.state_dict()  # in every checkpoint, so a resumed run goes on with it
+    method.eval()
+    kept = method.grad_norm_avg.clone()
+    with torch.no_grad():
+        method(_batch(2))
+    torch.testing.assert_close(method.grad_norm_avg, kept)
+    # a term whose gradient has all but vanished is scaled up by at most MAX_SCALE
+    method.grad_norm_avg.copy_(torch.tensor([1.0, 1e-9]))
+    weights = {name: float(w) for name, (w, _) in method.loss_terms(_batch(3)).items()}
+    assert weights["self"] == pytest.approx(cfg.method.lambda_self * 100)
+    # fixed weights: no running norms, no weight entries, the lambdas as given
+    fixed = build_method(load_config(None, TINY))
+    assert not hasattr(fixed, "grad_norm_avg") and "weight_cor" not in fixed(_batch())
+
+
+def test_gradnorm_logs_weights_and_gradient_ratio_at_the_encoders_follows_the_lambdas():
+    from avcl.methods.diagnostics import gradient_norms
+
+    cfg = load_config(None, [*TINY, *PAPER_LOSS, "method.balance=gradnorm", "method.lambda_cor=0.5"])
+    method = build_method(cfg)
+    method.train()
+    for seed in range(3):
+        method(_batch(seed))
+    diag = gradient_norms(method, _batch(0))
+    # balanced at the features, the ratio at the encoders' weights is of the order of the lambdas' (1),
+    # not the hundreds that CGRA summed over D gives with fixed weights
+    assert 0.1 < diag["grad_ratio_cor_self"] < 10
+    fixed = gradient_norms(build_method(load_config(None, [*TINY, *PAPER_LOSS, "method.lambda_cor=0.5"])), _batch(0))
+    assert fixed["grad_ratio_cor_self"] > 10 * diag["grad_ratio_cor_self"]

@@ -23,6 +23,13 @@ CGRA_LAYERS = {
     "conv5+pool": ("conv5", "pool"),
 }
 LOSS_ON = ("fused", "encoder", "projector")  # the features CGRA and SelfCL compare (AVCL's docstring)
+# How the terms' weights are set: "fixed" (lambda_cor, lambda_self as given) or "gradnorm" (rescaled every
+# step so that the terms' gradients at the shared features stand in the ratio lambda_cor : lambda_self).
+BALANCES = ("fixed", "gradnorm")
+NORM_MOMENTUM = 0.9  # of the running mean of each term's gradient norm under balance=gradnorm
+# The largest factor balance=gradnorm multiplies a lambda by: a term whose gradient has all but vanished
+# (a saturated loss) is not scaled up without bound.
+MAX_SCALE = 100.0
 
 
 @dataclass
@@ -40,6 +47,7 @@ class AVCLOptions:
     selfcl: bool = True
     lambda_cor: float = 0.5  # paper: 0.9 (measured: with it CGRA's gradient dominates SelfCL's)
     lambda_self: float = 0.5  # paper: 0.1
+    balance: str = choice("fixed", BALANCES)  # fixed (the lambdas as given) | gradnorm (see AVCL)
 
 
 def _global_pool(x: Tensor) -> Tensor:
@@ -63,6 +71,15 @@ class AVCL(Method):
     With ``encoder`` or ``projector`` AMFM is not in the pretraining loss path: it gets no gradient in
     pretraining and is learned with the classifier when fine-tuning (the linear probe reads it as
     initialised).
+
+    ``method.balance=gradnorm`` sets the weights from the gradients instead of taking the lambdas as
+    they are: each training step measures the norm of each (unweighted) term's gradient at the
+    features both terms share (the encoders' outputs of the layers the losses read), keeps a running
+    mean of it (momentum 0.9, in the buffer ``grad_norm_avg``, so it is saved, resumed and the same
+    on every DDP rank) and weights term ``i`` by ``lambda_i * min(mean_j(n_j) / n_i, 100)``: the
+    weighted gradients then stand in the ratio ``lambda_cor : lambda_self`` whatever the terms' scales
+    (CGRA summed over D dimensions or averaged), and a term whose gradient has all but vanished (a
+    saturated loss) is scaled up by at most 100. The weights in use are logged as ``weight_<term>``.
     """
 
     name = "avcl"
@@ -81,6 +98,9 @@ class AVCL(Method):
             self.audio_proj = mlp(self.audio_encoder.out_dim, m.proj_hidden, m.proj_dim)
         # AMFM outside the loss path gets no gradient in pretraining: DDP must not wait for it
         self.find_unused_parameters = m.amfm and m.loss_on != "fused"
+        self.balance = m.balance == "gradnorm" and m.cgra and m.selfcl
+        if self.balance:  # per term (cor, self); 0: not measured yet
+            self.register_buffer("grad_norm_avg", torch.zeros(2))
 
     def fuse(self, v: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
         return self.amfm(v, a) if self.amfm is not None else (v, a)
@@ -93,8 +113,9 @@ class AVCL(Method):
             return self.video_proj(v), self.audio_proj(a)
         return v, a
 
-    def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, tuple[float, Tensor]]:
-        """``{"cor": (lambda_cor, L_cor), "self": (lambda_self, L_self)}`` for the terms that are on."""
+    def _terms(self, batch: dict[str, Tensor]) -> tuple[dict[str, tuple[float, Tensor]], list[Tensor]]:
+        """The terms that are on, ``{"cor": (lambda_cor, L_cor), "self": (lambda_self, L_self)}``, and
+        the encoder outputs they are computed from (where ``balance=gradnorm`` measures gradients)."""
         m = self.cfg.method
         layers = tuple(dict.fromkeys(("pool",) + self.cgra_layers))
         feats_v = self.video_encoder.forward_features(batch["video"], layers)
@@ -113,11 +134,45 @@ class AVCL(Method):
             terms["cor"] = (m.lambda_cor, l_cor)
         if m.selfcl:
             terms["self"] = (m.lambda_self, info_nce_cross_modal(z_v.float(), z_a.float(), temperature=m.temperature))
-        return terms
+        return terms, [f for feats in (feats_v, feats_a) for f in feats.values()]
+
+    def _weighted(self, terms: dict[str, tuple[float, Tensor]]) -> dict[str, tuple[float | Tensor, Tensor]]:
+        """``terms`` with the weights in use: the lambdas, rescaled by the running gradient norms under
+        ``balance=gradnorm`` once they are measured."""
+        if not self.balance or not bool((self.grad_norm_avg > 0).all()):
+            return terms
+        scale = (self.grad_norm_avg.mean() / self.grad_norm_avg).clamp(max=MAX_SCALE)
+        return {name: (weight * s, loss) for (name, (weight, loss)), s in zip(terms.items(), scale)}
+
+    @torch.no_grad()
+    def _update_norms(self, terms: dict[str, tuple[float, Tensor]], anchors: list[Tensor]) -> None:
+        """Add this step's gradient norm of each unweighted term at ``anchors`` to ``grad_norm_avg``."""
+        norms = []
+        for _, loss in terms.values():
+            with torch.enable_grad():
+                grads = torch.autograd.grad(loss, anchors, retain_graph=True, allow_unused=True)
+            sq = sum((g.float().pow(2).sum() for g in grads if g is not None), loss.new_zeros(()))
+            norms.append(sq.sqrt())
+        now = torch.stack(norms).to(self.grad_norm_avg)
+        avg = self.grad_norm_avg
+        new = torch.where(avg > 0, NORM_MOMENTUM * avg + (1 - NORM_MOMENTUM) * now, now)
+        avg.copy_(torch.where(torch.isfinite(now) & (now > 0), new, avg))
+
+    def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, tuple[float | Tensor, Tensor]]:
+        """``{"cor": (weight, L_cor), "self": (weight, L_self)}`` for the terms that are on, with the
+        weights in use (the lambdas, or as ``balance=gradnorm`` sets them)."""
+        return self._weighted(self._terms(batch)[0])
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        terms = self.loss_terms(batch)
+        terms, anchors = self._terms(batch)
+        if self.balance and self.training and torch.is_grad_enabled():
+            self._update_norms(terms, anchors)
+        terms = self._weighted(terms)
         out: dict[str, Tensor] = {f"loss_{name}": value.detach() for name, (_, value) in terms.items()}
+        if self.balance:
+            out.update(
+                {f"weight_{n}": torch.as_tensor(w, device=v.device).detach().float() for n, (w, v) in terms.items()}
+            )
         loss = sum(
             (weight * value for weight, value in terms.values()), batch["video"].new_zeros((), dtype=torch.float32)
         )

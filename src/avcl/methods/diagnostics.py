@@ -54,7 +54,7 @@ def gradient_norms(method: nn.Module, batch: dict[str, Tensor]) -> dict[str, flo
                 weight, loss = terms[name]
                 grads = torch.autograd.grad(loss, params, retain_graph=i < len(names) - 1, allow_unused=True)
                 sq = sum(float(g.float().pow(2).sum()) for g in grads if g is not None)
-                norms[name] = abs(weight) * math.sqrt(sq)
+                norms[name] = abs(float(weight)) * math.sqrt(sq)
     finally:
         with torch.no_grad():
             for k, v in method.named_buffers():
