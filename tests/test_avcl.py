@@ -9,6 +9,7 @@ from avcl.methods import build_method
 
 TINY = ["model.width=0.125"]
 PAPER_LOSS = ["method.loss_on=fused", "method.cgra_reduce=sum"]  # the losses on the AMFM outputs, Eq. 5 summed
+HALF = ["method.lambda_cor=0.5", "method.lambda_self=0.5"]
 
 
 def _batch(seed=0, b=6):
@@ -239,7 +240,7 @@ def test_gradnorm_running_norms_move_by_momentum_are_saved_and_stay_out_of_evalu
 def test_gradnorm_logs_weights_and_gradient_ratio_at_the_encoders_follows_the_lambdas():
     from avcl.methods.diagnostics import gradient_norms
 
-    cfg = load_config(None, [*TINY, *PAPER_LOSS, "method.balance=gradnorm", "method.lambda_cor=0.5"])
+    cfg = load_config(None, [*TINY, *PAPER_LOSS, "method.balance=gradnorm", *HALF])
     method = build_method(cfg)
     method.train()
     for seed in range(3):
@@ -248,5 +249,5 @@ def test_gradnorm_logs_weights_and_gradient_ratio_at_the_encoders_follows_the_la
     # balanced at the features, the ratio at the encoders' weights is of the order of the lambdas' (1),
     # not the hundreds that CGRA summed over D gives with fixed weights
     assert 0.1 < diag["grad_ratio_cor_self"] < 10
-    fixed = gradient_norms(build_method(load_config(None, [*TINY, *PAPER_LOSS, "method.lambda_cor=0.5"])), _batch(0))
+    fixed = gradient_norms(build_method(load_config(None, [*TINY, *PAPER_LOSS, *HALF])), _batch(0))
     assert fixed["grad_ratio_cor_self"] > 10 * diag["grad_ratio_cor_self"]

@@ -14,7 +14,7 @@ def test_defaults_follow_the_paper_and_method_spec():
     assert (cfg.data.clip_len, cfg.data.crop_size, cfg.data.audio_size, cfg.data.audio_crop) == (16, 112, 256, 112)
     # the AVCL loss options the defaults change from the paper's text (measured, README) are checked in
     # tests/test_avcl.py against configs/avcl_paper_*.yaml
-    assert (cfg.method.lambda_cor, cfg.method.lambda_self, cfg.method.cgra_lambda) == (0.5, 0.5, 0.005)
+    assert (cfg.method.lambda_cor, cfg.method.lambda_self, cfg.method.cgra_lambda) == (0.9, 0.1, 0.005)
     assert (cfg.method.loss_on, cfg.method.cgra_reduce, cfg.method.standardize) == ("projector", "mean", True)
     assert (cfg.method.gate, cfg.method.cgra_layer, cfg.method.temperature) == ("sigmoid", "pool", 0.5)
     assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (0.001, 0.9, 5e-4)

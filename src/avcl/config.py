@@ -446,6 +446,4 @@ PAPER_LITERAL = {
     "method.standardize": False,
     "method.loss_on": "fused",
     "method.cgra_reduce": "sum",
-    "method.lambda_cor": 0.9,
-    "method.lambda_self": 0.1,
 }
