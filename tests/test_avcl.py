@@ -160,7 +160,7 @@ def _flat(tree, prefix=""):
 def test_the_paper_literal_preset_differs_from_the_default_exactly_in_the_documented_keys(backbone):
     from pathlib import Path
 
-    from avcl.config import PAPER_LITERAL, Config
+    from avcl.config import PAPER_LITERAL, PAPER_WEIGHTS, Config
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     default = dict(_flat(load_config(configs / f"avcl_{backbone}.yaml").to_dict()))
@@ -168,6 +168,7 @@ def test_the_paper_literal_preset_differs_from_the_default_exactly_in_the_docume
     differ = {k for k in default if default[k] != paper[k]}
     assert differ == set(PAPER_LITERAL) | {"train.out"}
     assert {k: paper[k] for k in PAPER_LITERAL} == PAPER_LITERAL
+    assert {k: paper[k] for k in PAPER_WEIGHTS} == PAPER_WEIGHTS  # the paper's weights, set in the preset
     # the method defaults are the avcl_* presets' method options: PAPER_LITERAL is what the defaults change
     built_in = dict(_flat(Config().to_dict()))
     assert {k: default[k] for k in default if k.startswith("method.")} == {

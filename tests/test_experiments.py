@@ -27,6 +27,11 @@ def test_method_selection_and_its_errors():
     assert [r.name for r in table4_rows("avcl,baseline-r+a")] == ["AVCL", "Baseline-R+A"]
     assert len(table4_rows("all")) == 11
     assert table4_rows("avcl-paper")[0].name == "AVCL (paper literal)"
+    # the paper-literal row keeps the paper's weights even when the base config's are overridden
+    paper = row_config(
+        load_config(None, ["method.lambda_cor=0.5", "method.lambda_self=0.5"]), table4_rows("avcl-paper")[0], 0
+    )
+    assert (paper.method.lambda_cor, paper.method.lambda_self, paper.method.gate) == (0.9, 0.1, "relu")
     with pytest.raises(UserError, match="unknown method"):
         table4_rows("avcl,simclrr")
 

@@ -21,7 +21,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from avcl.config import PAPER_LITERAL, Config
+from avcl.config import PAPER_LITERAL, PAPER_WEIGHTS, Config
 from avcl.errors import UserError
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ for _entry in (
             CompareRow(
                 "avcl-paper",
                 "AVCL (paper literal)",
-                tuple(f"{k}={v}" for k, v in PAPER_LITERAL.items()),
+                tuple(f"{k}={v}" for k, v in {**PAPER_LITERAL, **PAPER_WEIGHTS}.items()),
                 paper=75.6,
                 note="the text to the letter: configs/avcl_paper_*.yaml",
             ),
