@@ -139,9 +139,11 @@ class AVCL(Method):
     def _weighted(self, terms: dict[str, tuple[float, Tensor]]) -> dict[str, tuple[float | Tensor, Tensor]]:
         """``terms`` with the weights in use: the lambdas, rescaled by the running gradient norms under
         ``balance=gradnorm`` once they are measured."""
-        if not self.balance or not bool((self.grad_norm_avg > 0).all()):
+        if not self.balance:
             return terms
-        scale = (self.grad_norm_avg.mean() / self.grad_norm_avg).clamp(max=MAX_SCALE)
+        avg = self.grad_norm_avg  # no host sync here: the training step must not wait for the device
+        balanced = (avg.mean() / avg.clamp_min(torch.finfo(avg.dtype).tiny)).clamp(max=MAX_SCALE)
+        scale = torch.where((avg > 0).all(), balanced, torch.ones_like(avg))
         return {name: (weight * s, loss) for (name, (weight, loss)), s in zip(terms.items(), scale)}
 
     @torch.no_grad()
@@ -170,9 +172,7 @@ class AVCL(Method):
         terms = self._weighted(terms)
         out: dict[str, Tensor] = {f"loss_{name}": value.detach() for name, (_, value) in terms.items()}
         if self.balance:
-            out.update(
-                {f"weight_{n}": torch.as_tensor(w, device=v.device).detach().float() for n, (w, v) in terms.items()}
-            )
+            out.update({f"weight_{name}": weight.detach().float() for name, (weight, _) in terms.items()})
         loss = sum(
             (weight * value for weight, value in terms.values()), batch["video"].new_zeros((), dtype=torch.float32)
         )
