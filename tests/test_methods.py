@@ -66,6 +66,16 @@ def test_loss_is_finite_and_decreases_on_a_fixed_batch(name):
     assert last < first - 0.05 * max(1.0, abs(first)), losses
 
 
+def test_barlow_reduce_mean_divides_the_summed_loss_by_the_projector_width():
+    batch = global_batch(4, 0)
+    losses = {}
+    for reduce in ("sum", "mean"):
+        method = build("barlow", barlow_reduce=reduce)
+        method.train()
+        losses[reduce] = method(batch)["loss"].item()
+    assert losses["mean"] == pytest.approx(losses["sum"] / 32, rel=1e-5)  # the tiny projector: 32 wide
+
+
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_gradients_reach_both_encoders_and_not_the_momentum_copies(name):
     method = build(name)

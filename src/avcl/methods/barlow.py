@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from avcl.config import Config
-from avcl.losses import cross_correlation_loss
+from avcl.config import Config, choice
+from avcl.losses import REDUCTIONS, cross_correlation_loss
 from avcl.methods.base import Method
 from avcl.models.heads import mlp
 
@@ -15,6 +15,7 @@ from avcl.models.heads import mlp
 @dataclass
 class BarlowOptions:
     barlow_proj_dim: int = 2048  # hidden and output width of the 3-layer projectors
+    barlow_reduce: str = choice("sum", REDUCTIONS)  # sum (the paper's loss, grows with P) | mean (divided by P)
 
 
 class BarlowTwins(Method):
@@ -42,6 +43,10 @@ class BarlowTwins(Method):
         z_a = self.audio_proj(self.audio_encoder(batch["audio"]))
         return {
             "loss": cross_correlation_loss(
-                z_v.float(), z_a.float(), lambd=self.cfg.method.cgra_lambda, standardize=True
+                z_v.float(),
+                z_a.float(),
+                lambd=self.cfg.method.cgra_lambda,
+                standardize=True,
+                reduction=self.cfg.method.barlow_reduce,
             )
         }
