@@ -9,6 +9,7 @@ import torch
 from media import write_video
 
 from avcl.config import DataConfig
+from avcl.data import transforms as T
 from avcl.data.cache import PreparedCache
 from avcl.data.datasets import EpochSampler, PreparedDataset, SourceDataset, build_loader
 from avcl.data.prepare import prepare
@@ -49,6 +50,24 @@ def test_sample_shapes_in_train_eval_and_test_modes(cache, window):
     if window == "whole":  # crops spread along time: all different
         assert not torch.equal(test["audio"][0], test["audio"][-1])
     assert len(PreparedDataset(cache, "train", cfg)) == 5 and PreparedDataset(cache, "train", cfg).num_classes == 2
+
+
+@pytest.mark.parametrize("clip_len", [8, 24])
+def test_test_mode_clips_are_the_centre_crops_of_each_clip_decoded_alone(cache, clip_len):
+    """Test clips share their decoded frames; each is still exactly its own clip, also when the video is
+    shorter than the clip (the last frame repeated) and the clips overlap (24 frames of 20-32)."""
+    cfg = replace(CFG, clip_len=clip_len)
+    ds = PreparedDataset(cache, "train", cfg, mode="test")
+    for pos in range(len(ds)):
+        row = int(ds.rows[pos])
+        n = int(cache.entries.num_frames[row])
+        video = ds[pos]["video"]
+        (height, width), crop = cache.frame_size, cfg.crop_size
+        y, x = (height - crop) // 2, (width - crop) // 2
+        for k, start in enumerate(T.uniform_clip_starts(n, clip_len, cfg.test_clips)):
+            frames = cache.read_frames(row, T.clip_frame_ids(int(start), clip_len, n))
+            expected = torch.from_numpy(frames[:, y : y + crop, x : x + crop].copy()).permute(3, 0, 1, 2)
+            assert torch.equal(video[k], expected), (pos, k)
 
 
 def test_labels_and_index_are_those_of_the_cache_rows(cache):
