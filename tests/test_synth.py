@@ -43,7 +43,7 @@ from avcl.data.synth import (
     split_counts,
     verify_benchmark,
 )
-from avcl.data.synth.scene import _PROFILES
+from avcl.data.synth.scene import _PROFILES, _render_frames
 from avcl.data.synth.tables import PALETTE
 from avcl.errors import UserError
 
@@ -144,13 +144,14 @@ def test_layout_manifest_and_classes_file(bench):
     assert (bench / "classes.txt").read_text().split() == class_names(4)
     settings = json.loads((bench / "synth.json").read_text())
     assert settings["complete"] is True and settings["cue"] == 1.0
-    knobs = ("look", "size", "distractors", "decoys", "motion", "ambient", "sound_code", "event_rate")
+    knobs = ("look", "size", "distractors", "decoys", "motion", "contexts", "ambient", "sound_code", "event_rate")
     assert {k: settings[k] for k in knobs} == {
         "look": 0.35,
         "size": 1.5,
         "distractors": 0,
         "decoys": 0,
         "motion": "kinds",
+        "contexts": 1,
         "ambient": 0.05,
         "sound_code": "timing",
         "event_rate": 0.8,
@@ -162,6 +163,7 @@ def test_layout_manifest_and_classes_file(bench):
         assert name.startswith(label + "_") and name.endswith(".mp4")
         assert row["label"] == f"{row['pattern']}-{row['sound']}"
         assert row["shape"] in SHAPE_OF_SOUND.values() and row["texture"] in TEXTURE_OF_PATTERN.values()
+        assert row["context"] == "0"
     for label in class_names(4):  # 3 videos a class: one per split
         assert sorted(r["split"] for r in rows if r["label"] == label) == ["test", "train", "val"]
     assert [r["split"] for r in rows] == sorted((r["split"] for r in rows), key=["train", "val", "test"].index)
@@ -591,7 +593,9 @@ def test_decoys_through_the_command_line_change_the_frames_only(bench, tmp_path)
 
 
 def test_the_defaults_given_explicitly_write_the_same_media(bench, tmp_path):
-    root = generate_benchmark(tmp_path / "explicit", workers=1, **{**TINY, "classes": 2}, decoys=0, motion="kinds")
+    root = generate_benchmark(
+        tmp_path / "explicit", workers=1, **{**TINY, "classes": 2}, decoys=0, motion="kinds", contexts=1
+    )
     rows, ref = rows_by_path(root.parent), rows_by_path(bench)
     assert len(rows) == 6 and all(row == ref[path] for path, row in rows.items())
 
@@ -647,8 +651,47 @@ def test_under_motion_profiles_every_pattern_is_the_block_sliding_at_its_speed_p
     assert runs >= 3
 
 
+def test_a_context_shows_the_pattern_as_the_shifted_motion_over_its_own_palette():
+    """Context k draws the background from the palette ``c1-k``/``c2-k`` and moves the object exactly as
+    the pattern k places further along PATTERNS moves it in context 0 (the same random draws): the
+    object's track is the same in both renders, and at look 0 the background corner has the
+    context's colour."""
+    starts = np.array([-3, 5, 14, 22, 31])
+    for k, pattern in itertools.product((1, 2, 3), PATTERNS):
+        shown = PATTERNS[(PATTERNS.index(pattern) + k) % len(PATTERNS)]
+        args = (starts, 30, 48, 64, FPS, 0.0)
+        in_context = _render_frames(np.random.default_rng(k), pattern, "disc", *args, look=0.0, context=k)
+        plain = _render_frames(np.random.default_rng(k), shown, "disc", *args, look=0.0)
+        masks = [colour_mask(frames, PALETTE["object"], flash=0.6) for frames in (in_context, plain)]
+        assert masks[0].sum((1, 2)).min() > 20
+        for a, b in (masks, masks[::-1]):  # the same pixels, but at the edges (blended into the background)
+            assert not (a & ~dilate(b, 1)).any(), (k, pattern)
+        ends = np.stack([PALETTE[f"c1-{k}"], PALETTE[f"c2-{k}"]])
+        corner = in_context[:, 4, 30].astype(np.float32).mean(0)  # between the walls, above the floor
+        assert np.all(corner >= ends.min(0) - 12) and np.all(corner <= ends.max(0) + 12), (k, corner)
+
+
+@pytest.mark.parametrize("contexts", [2, 4])
+def test_contexts_are_drawn_per_video_recorded_and_change_only_the_frames(tmp_path, contexts):
+    """With 2 contexts the videos are in context 0 or 2, with 4 in any; the manifest records it; a video
+    in context 0 is the default one, and every video's audio, events and cues are the default's."""
+    out = tmp_path / f"c{contexts}"
+    assert avcl_main(tiny_cli_args(out, "--per-class", "8", "--contexts", str(contexts))) == 0
+    assert json.loads((out / "synth.json").read_text())["contexts"] == contexts
+    default = tmp_path / "c1"
+    assert avcl_main(tiny_cli_args(default, "--per-class", "8")) == 0
+    rows, ref = rows_by_path(out), rows_by_path(default)
+    seen = Counter(row["context"] for row in rows.values())
+    assert set(seen) == ({"0", "2"} if contexts == 2 else {"0", "1", "2", "3"}), seen
+    for path, row in rows.items():
+        same = {k: v for k, v in row.items() if k not in ("video_sha256", "context")}
+        assert same == {k: v for k, v in ref[path].items() if k not in ("video_sha256", "context")}
+        assert (row["video_sha256"] == ref[path]["video_sha256"]) == (row["context"] == "0"), path
+
+
 def test_decoys_and_motion_are_refused_out_of_range(tmp_path, capsys):
     for knobs, message in (
+        ({"contexts": 3}, "contexts must be 1, 2 or 4, not 3"),
         ({"decoys": -1}, "decoys must be a whole number, 0 or more, not -1"),
         ({"decoys": 1.5}, "decoys must be a whole number, 0 or more, not 1.5"),
         ({"motion": "speeds"}, "motion must be one of kinds, profiles, not 'speeds'"),

@@ -99,6 +99,14 @@ def _add_knobs(p: argparse.ArgumentParser) -> None:
         "loudness follows the motion; 'spectrum', a texture of its own per pattern",
     )
     p.add_argument("--event-rate", type=float, default=0.8, help="impacts a second (mean)")
+    p.add_argument(
+        "--contexts",
+        type=int,
+        default=1,
+        help="visual contexts, 1, 2 or 4, drawn per video: context k has a background palette of its own "
+        "and shows each pattern as the motion of the pattern k places further on (bounce, slide, swing, "
+        "pulse, cyclically), so that only motion and context together tell the pattern",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         event_rate=args.event_rate,
         decoys=args.decoys,
         motion=args.motion,
+        contexts=args.contexts,
     )
     with open(manifest, newline="") as f:
         splits = Counter(row["split"] for row in csv.DictReader(f))

@@ -69,6 +69,8 @@ def _check_arguments(
         raise UserError(f"decoys must be a whole number, 0 or more, not {o.decoys}")
     if o.motion not in MOTIONS:
         raise UserError(f"motion must be one of {', '.join(MOTIONS)}, not {o.motion!r}")
+    if o.contexts not in (1, 2, 4):
+        raise UserError(f"contexts must be 1, 2 or 4, not {o.contexts}")
     if not 0.0 <= o.ambient <= 1.0:
         raise UserError(f"ambient must be in [0, 1], not {o.ambient}")
     if o.sound_code not in SOUND_CODES:
@@ -152,6 +154,7 @@ def generate_benchmark(
     event_rate: float = 0.8,
     decoys: int = 0,
     motion: str = "kinds",
+    contexts: int = 1,
 ) -> Path:
     """Write the benchmark into ``out`` and return the path of its ``manifest.csv``.
 
@@ -171,8 +174,10 @@ def generate_benchmark(
     (how the sound codes the motion pattern, :data:`SOUND_CODES`), ``event_rate`` (impacts a second)
     and ``motion`` (what the patterns look like, :data:`MOTIONS`: ``"kinds"``, four kinds of motion;
     ``"profiles"``, a block sliding between the walls for all, each pattern a speed profile of its runs,
-    :data:`PROFILE_OF_PATTERN`). ``workers`` processes render and encode (0 or 1: in this process); the
-    result does not depend on it.
+    :data:`PROFILE_OF_PATTERN`) and ``contexts`` (1, 2 or 4 visual contexts drawn per video: each a
+    background palette in which every pattern shows another pattern's motion, so that only motion and
+    context together tell the pattern; the manifest's ``context`` column). ``workers`` processes
+    render and encode (0 or 1: in this process); the result does not depend on it.
 
     ``out`` must be new, empty, or a benchmark written before (which is replaced).
     """
@@ -191,6 +196,7 @@ def generate_benchmark(
         distractors=distractors,
         decoys=decoys,
         motion=motion,
+        contexts=contexts,
         ambient=ambient,
         sound_code=sound_code,
         event_rate=event_rate,

@@ -9,7 +9,7 @@ import numpy as np
 from avcl.data.synth.events import _event_schedule
 from avcl.data.synth.scene import _Decoys, _render_frames
 from avcl.data.synth.sound import _render_audio
-from avcl.data.synth.tables import CLASS_ORDER, SHAPE_OF_SOUND, SHAPES, TEXTURE_OF_PATTERN, TEXTURES
+from avcl.data.synth.tables import CLASS_ORDER, PATTERNS, SHAPE_OF_SOUND, SHAPES, TEXTURE_OF_PATTERN, TEXTURES
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class _VideoJob:
     event_rate: float = 0.8
     decoys: int = 0
     motion: str = "kinds"
+    contexts: int = 1
 
 
 @dataclass
@@ -47,6 +48,8 @@ class _Clip:
     events: list[int]  # frame indices of the visual events, which are also the sound onsets
     shape: str  # the object's shape
     texture: str  # the sound texture that follows the motion (a value of TEXTURE_OF_PATTERN)
+    context: int = 0  # the visual context (0 to 3): its background palette, and the motion shown is
+    # PATTERNS[(pattern's position + context) % 4]
 
 
 def _draw_cues(rng: np.random.Generator, pattern: str, sound: str, cue: float) -> tuple[str, str]:
@@ -75,6 +78,9 @@ def _render_clip(job: _VideoJob) -> _Clip:
     shape, texture = _draw_cues(rng, pattern, sound, job.cue)
     num_frames = max(2, round(rng.uniform(job.min_duration, job.max_duration) * job.fps))
     starts = _event_schedule(rng, num_frames, job.fps, job.difficulty, job.event_rate)
+    # From a stream of its own, so that with one context (the default) nothing else changes.
+    context_rng = np.random.default_rng(np.random.SeedSequence([*seed, 2]))
+    context = int(context_rng.integers(job.contexts)) * (len(PATTERNS) // job.contexts)
     frames = _render_frames(
         rng,
         pattern,
@@ -90,6 +96,7 @@ def _render_clip(job: _VideoJob) -> _Clip:
         job.distractors,
         job.motion,
         _Decoys(job.decoys, np.random.default_rng(np.random.SeedSequence([*seed, 1])), job.event_rate),
+        context,
     )
     events = [int(e) for e in starts if 0 <= e < num_frames]
     num_samples = round(num_frames * job.sample_rate / job.fps)
@@ -107,4 +114,4 @@ def _render_clip(job: _VideoJob) -> _Clip:
         job.ambient,
         job.sound_code,
     )
-    return _Clip(frames, audio, events, shape, texture)
+    return _Clip(frames, audio, events, shape, texture, context)

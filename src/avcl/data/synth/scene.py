@@ -3,6 +3,7 @@ pattern."""
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ def _render_frames(
     distractors: int = 0,
     motion: str = "kinds",
     decoys: _Decoys | None = None,
+    context: int = 0,
 ) -> np.ndarray:
     """Draw the clip: frames (T, H, W, 3) uint8 of the object of ``shape`` doing ``pattern`` with the
     impacts ``starts`` (see :func:`_event_schedule`).
@@ -135,11 +137,17 @@ def _render_frames(
     like (:func:`_motion_of`).
     """
     phase, interval, count = _schedule_at(starts, np.arange(num_frames))
-    room = _draw_room(rng, height, width, look, difficulty)
+    room = _draw_room(rng, height, width, look, difficulty, context)
     # The object. Sizes are in pixels relative to the frame height so every frame size looks alike.
     r = float(height * rng.uniform(0.06, 0.09 + 0.04 * difficulty)) * size
     colour = _look_colour(rng, "object", look)
-    track = _motion_of(pattern, motion)(rng, room, _Beats(phase, interval, count), r, look)
+    beats = _Beats(phase, interval, count)
+    if context:  # shows the pattern `context` places further on, drawn as it would be in context 0 ...
+        shown = PATTERNS[(PATTERNS.index(pattern) + context) % len(PATTERNS)]
+        track = _motion_of(shown, motion)(copy.deepcopy(rng), room, beats, r, look)
+        _motion_of(pattern, motion)(rng, room, beats, r, look)  # ... and leaves `rng` where context 0 does
+    else:
+        track = _motion_of(pattern, motion)(rng, room, beats, r, look)
     movers = _distractors(rng, room, r, look, num_frames, fps, distractors)
     others = _draw_decoys(decoys, room, r, look, num_frames, fps, difficulty, motion) if decoys is not None else []
     return _compose(rng, room, track, movers, shape, colour, difficulty, others)
@@ -202,10 +210,14 @@ class _Motion:
     rod: tuple | None = None
 
 
-def _draw_room(rng: np.random.Generator, height: int, width: int, look: float, difficulty: float) -> _Room:
-    """A gradient at a random angle with blotches, a floor and two walls, in colours around the palette."""
-    c1 = _look_colour(rng, "c1", look).astype(np.float64)
-    c2 = _look_colour(rng, "c2", look).astype(np.float64)
+def _draw_room(
+    rng: np.random.Generator, height: int, width: int, look: float, difficulty: float, context: int = 0
+) -> _Room:
+    """A gradient at a random angle with blotches, a floor and two walls, in colours around the palette;
+    the gradient's palette is the context's (0: ``c1``/``c2``, k: ``c1-k``/``c2-k``)."""
+    suffix = f"-{context}" if context else ""
+    c1 = _look_colour(rng, "c1" + suffix, look).astype(np.float64)
+    c2 = _look_colour(rng, "c2" + suffix, look).astype(np.float64)
     angle = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     ramp = np.cos(angle) * xx / width + np.sin(angle) * yy / height

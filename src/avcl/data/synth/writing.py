@@ -173,6 +173,7 @@ def _make_video(job: _VideoJob) -> dict[str, str]:
         "events": " ".join(str(e) for e in clip.events),
         "shape": clip.shape,
         "texture": clip.texture,
+        "context": str(clip.context),
         "video_sha256": video_hash,
         "audio_sha256": audio_hash,
     }
