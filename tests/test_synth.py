@@ -666,6 +666,11 @@ def test_a_context_shows_the_pattern_as_the_shifted_motion_over_its_own_palette(
         assert masks[0].sum((1, 2)).min() > 20
         for a, b in (masks, masks[::-1]):  # the same pixels, but at the edges (blended into the background)
             assert not (a & ~dilate(b, 1)).any(), (k, pattern)
+        # the walls, and a post only where the shown motion is a swing: nothing of the hidden pattern's
+        away = ~dilate(masks[0] | masks[1], 2)  # a flashing object's edges blend into either background
+        walls = [colour_mask(frames, PALETTE["wall"], 15.0) & away for frames in (in_context, plain)]
+        for a, b in (walls, walls[::-1]):
+            assert not (a & ~dilate(b, 1)).any(), (k, pattern)
         ends = np.stack([PALETTE[f"c1-{k}"], PALETTE[f"c2-{k}"]])
         corner = in_context[:, 4, 30].astype(np.float32).mean(0)  # between the walls, above the floor
         assert np.all(corner >= ends.min(0) - 12) and np.all(corner <= ends.max(0) + 12), (k, corner)

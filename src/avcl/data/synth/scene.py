@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -145,7 +145,8 @@ def _render_frames(
     if context:  # shows the pattern `context` places further on, drawn as it would be in context 0 ...
         shown = PATTERNS[(PATTERNS.index(pattern) + context) % len(PATTERNS)]
         track = _motion_of(shown, motion)(copy.deepcopy(rng), room, beats, r, look)
-        _motion_of(pattern, motion)(rng, room, beats, r, look)  # ... and leaves `rng` where context 0 does
+        # ... and leaves `rng` where context 0 does, drawing into a throwaway room (a swing's post)
+        _motion_of(pattern, motion)(rng, replace(room, bg=room.bg.copy()), beats, r, look)
     else:
         track = _motion_of(pattern, motion)(rng, room, beats, r, look)
     movers = _distractors(rng, room, r, look, num_frames, fps, distractors)
