@@ -1,6 +1,6 @@
 """Dimensional collapse of pretrained features: effective rank and cross-modal correlation.
 
-For the untrained encoders of a preset (initialisation seed 0) and each pretraining checkpoint given,
+For the untrained encoders of a preset (its initialisation seed) and each pretraining checkpoint given,
 the clip-mean features of the test split (``avcl.evaluation.probe.extract_features``) are summarised by
 their effective rank (``avcl.methods.diagnostics.effective_rank``); for a method with projectors
 (``video_proj``/``audio_proj``, e.g. Barlow Twins) the projector outputs of those features too, with the
@@ -29,8 +29,9 @@ def summary(name: str, method, cfg) -> str:
     v, a = feats["video"].mean(1), feats["audio"].mean(1)
     line = f"{name}: effective rank video {effective_rank(v):.1f}, audio {effective_rank(a):.1f} (of {v.shape[1]})"
     if hasattr(method, "video_proj") and hasattr(method, "audio_proj"):
+        device = next(method.video_proj.parameters()).device
         with torch.no_grad():
-            zv, za = method.video_proj(v), method.audio_proj(a)
+            zv, za = method.video_proj(v.to(device)).cpu(), method.audio_proj(a.to(device)).cpu()
         line += (
             f"; projector outputs {effective_rank(zv):.1f} / {effective_rank(za):.1f} (of {zv.shape[1]}),"
             f" per-dimension correlation {per_dim_correlation(zv, za):.2f}"
@@ -46,11 +47,11 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config(args.config, [f"data.root={args.data}", "train.progress=false"])
     classes = len(PreparedCache(args.data).meta["classes"])
-    print(summary("random init (seed 0)", random_encoders(cfg, classes), cfg), flush=True)
+    print(summary(f"random init (seed {cfg.train.seed})", random_encoders(cfg, classes), cfg), flush=True)
     for path in args.checkpoints:
         ckpt = load_checkpoint(path)
         ckpt_cfg = config_from_dict(ckpt["config"])
-        ckpt_cfg.data.root = args.data
+        ckpt_cfg.data.root, ckpt_cfg.train.progress = args.data, False
         print(summary(path, method_from_checkpoint(ckpt), ckpt_cfg), flush=True)
 
 

@@ -697,6 +697,7 @@ def test_contexts_are_drawn_per_video_recorded_and_change_only_the_frames(tmp_pa
 def test_decoys_and_motion_are_refused_out_of_range(tmp_path, capsys):
     for knobs, message in (
         ({"contexts": 3}, "contexts must be 1, 2 or 4, not 3"),
+        ({"contexts": 2.0}, "contexts must be 1, 2 or 4, not 2.0"),
         ({"decoys": -1}, "decoys must be a whole number, 0 or more, not -1"),
         ({"decoys": 1.5}, "decoys must be a whole number, 0 or more, not 1.5"),
         ({"motion": "speeds"}, "motion must be one of kinds, profiles, not 'speeds'"),

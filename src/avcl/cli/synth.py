@@ -103,9 +103,9 @@ def _add_knobs(p: argparse.ArgumentParser) -> None:
         "--contexts",
         type=int,
         default=1,
-        help="visual contexts, 1, 2 or 4, drawn per video: context k has a background palette of its own "
-        "and shows each pattern as the motion of the pattern k places further on (bounce, slide, swing, "
-        "pulse, cyclically), so that only motion and context together tell the pattern",
+        help="visual contexts, 1, 2 or 4, drawn per video: each has a background palette of its own, and "
+        "context k > 0 shows each pattern as the motion of the pattern k places further on (bounce, slide, "
+        "swing, pulse, cyclically), so that only motion and context together tell the pattern",
     )
 
 

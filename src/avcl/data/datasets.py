@@ -346,7 +346,7 @@ class SourceDataset(_ClipDataset):
         info = probe(item.path)
         return _Video(pos, self._class_id.get(item.label, -1), max(info.num_frames, 1), info.fps, info.has_audio)
 
-    def _clips(self, pos: int, video: _Video, starts: np.ndarray, clip_len: int) -> np.ndarray:
+    def _clips(self, pos: int, video: _Video, starts: np.ndarray, clip_len: int) -> tuple[np.ndarray, np.ndarray]:
         from avcl.data.decode import read_frames
 
         frames = [read_frames(self.items[pos].path, int(s), clip_len, size=self.size) for s in starts]

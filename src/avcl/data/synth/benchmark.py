@@ -69,7 +69,7 @@ def _check_arguments(
         raise UserError(f"decoys must be a whole number, 0 or more, not {o.decoys}")
     if o.motion not in MOTIONS:
         raise UserError(f"motion must be one of {', '.join(MOTIONS)}, not {o.motion!r}")
-    if o.contexts not in (1, 2, 4):
+    if isinstance(o.contexts, bool) or not isinstance(o.contexts, int) or o.contexts not in (1, 2, 4):
         raise UserError(f"contexts must be 1, 2 or 4, not {o.contexts}")
     if not 0.0 <= o.ambient <= 1.0:
         raise UserError(f"ambient must be in [0, 1], not {o.ambient}")
@@ -175,8 +175,9 @@ def generate_benchmark(
     and ``motion`` (what the patterns look like, :data:`MOTIONS`: ``"kinds"``, four kinds of motion;
     ``"profiles"``, a block sliding between the walls for all, each pattern a speed profile of its runs,
     :data:`PROFILE_OF_PATTERN`) and ``contexts`` (1, 2 or 4 visual contexts drawn per video: each a
-    background palette in which every pattern shows another pattern's motion, so that only motion and
-    context together tell the pattern; the manifest's ``context`` column). ``workers`` processes
+    background palette of its own, context k > 0 showing every pattern as the motion of the pattern k
+    places further on, so that only motion and context together tell the pattern; the manifest's
+    ``context`` column). ``workers`` processes
     render and encode (0 or 1: in this process); the result does not depend on it.
 
     ``out`` must be new, empty, or a benchmark written before (which is replaced).

@@ -71,7 +71,8 @@ def _draw_cues(rng: np.random.Generator, pattern: str, sound: str, cue: float) -
 def _render_clip(job: _VideoJob) -> _Clip:
     """Draw one video from its own seed: duration, frames, events and audio. The decoys draw from a
     stream of their own (``SeedSequence([seed, class, index, 1])``), so that they change only their
-    own pixels: the rest of the video is the same with or without them."""
+    own pixels: the rest of the video is the same with or without them; so does the visual context
+    (``SeedSequence([seed, class, index, 2])``), which changes only the frames."""
     pattern, sound = CLASS_ORDER[job.class_index]
     seed = [job.seed, job.class_index, job.index]
     rng = np.random.default_rng(np.random.SeedSequence(seed))

@@ -134,7 +134,9 @@ def _render_frames(
     (:func:`_draw_decoys`), and the object doing its pattern in front. Colours vary by ``look`` around
     a fixed palette (:func:`_look_colour`), as do the background's blotches; ``size`` scales the
     object; up to ``distractors`` silent objects move about; ``motion`` chooses what the patterns look
-    like (:func:`_motion_of`).
+    like (:func:`_motion_of`); ``context`` (0 to 3) picks the background's palette and, above 0, shows
+    the motion of the pattern ``context`` places further on, every random draw but the motion's the
+    same as in context 0.
     """
     phase, interval, count = _schedule_at(starts, np.arange(num_frames))
     room = _draw_room(rng, height, width, look, difficulty, context)
