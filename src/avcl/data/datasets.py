@@ -87,9 +87,8 @@ class _ClipDataset(Dataset, ABC):
         """Label, length and frame rate of the video at dataset position ``pos``."""
 
     @abstractmethod
-    def _clips(self, pos: int, video: _Video, starts: np.ndarray, clip_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """The frames of the N clips starting at ``starts``: ``(frames, at)``, uint8 (F, H, W, 3) and
-        (N, clip_len) int64, clip k's frames being ``frames[at[k]]``."""
+    def _clips(self, pos: int, video: _Video, starts: np.ndarray, clip_len: int) -> list[np.ndarray]:
+        """The clips starting at ``starts``: one (clip_len, H, W, 3) uint8 array each (views may share memory)."""
 
     @abstractmethod
     def _mel(self, pos: int, video: _Video) -> np.ndarray:
@@ -166,13 +165,11 @@ class _ClipDataset(Dataset, ABC):
         video = self._video(pos)
         clip_len, crop = cfg.clip_len, cfg.crop_size
         starts = self._starts(video, rng)
-        frames, at = self._clips(pos, video, starts, clip_len)
-        y, x, flip = self._crop_box(*frames.shape[1:3], rng)
+        frames = self._clips(pos, video, starts, clip_len)
+        y, x, flip = self._crop_box(*frames[0].shape[1:3], rng)
         clips = video_out if mode == "test" else video_out[None]  # (N, 3, T, crop, crop)
-        for k, first in enumerate(at[:, 0]):
-            consecutive = np.array_equal(at[k], np.arange(first, first + clip_len))
-            clip = frames[first : first + clip_len] if consecutive else frames[at[k]]  # a view, or a copy
-            T.crop_clip_into(clip, y, x, crop, flip, clips[k])
+        for k, f in enumerate(frames):
+            T.crop_clip_into(f, y, x, crop, flip, clips[k])
         self._audio_into(pos, video, starts, rng, audio_out if mode == "test" else audio_out[None])
         return video.label, video.row
 
@@ -256,18 +253,18 @@ class PreparedDataset(_ClipDataset):
         e, row = self.cache.entries, int(self.rows[pos])
         return _Video(row, int(e.label[row]), int(e.num_frames[row]), float(e.fps[row]), bool(e.has_audio[row]))
 
-    def _clips(self, pos: int, video: _Video, starts: np.ndarray, clip_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(frames, at)`` as the base class says. Overlapping test clips decode each frame once; a clip
-        whose frames follow each other among them is read as a view (``_sample_into``), not copied."""
+    def _clips(self, pos: int, video: _Video, starts: np.ndarray, clip_len: int) -> list[np.ndarray]:
         if len(starts) == 1:  # decoded into a buffer reused from sample to sample: no allocation
             if self._frames is None or self._frames.shape[0] != clip_len:
                 height, width = self.cache.frame_size
                 self._frames = np.empty((clip_len, height, width, 3), dtype=np.uint8)
             ids = T.clip_frame_ids(int(starts[0]), clip_len, video.num_frames)
-            return self.cache.read_frames(video.row, ids, out=self._frames), np.arange(clip_len)[None]
+            return [self.cache.read_frames(video.row, ids, out=self._frames)]
         ids = np.stack([T.clip_frame_ids(int(s), clip_len, video.num_frames) for s in starts])  # (N, clip_len)
-        unique, inverse = np.unique(ids, return_inverse=True)
-        return self.cache.read_frames(video.row, unique), inverse.reshape(ids.shape)
+        unique, inverse = np.unique(ids, return_inverse=True)  # overlapping test clips decode each frame once
+        frames, at = self.cache.read_frames(video.row, unique), inverse.reshape(ids.shape)
+        # a clip whose frames follow each other among them is a view; one with a repeated last frame a copy
+        return [frames[a[0] : a[0] + clip_len] if a[-1] - a[0] == clip_len - 1 else frames[a] for a in at]
 
     def _mel(self, pos: int, video: _Video) -> np.ndarray:
         return self.cache.mel_view(video.row)
@@ -346,11 +343,10 @@ class SourceDataset(_ClipDataset):
         info = probe(item.path)
         return _Video(pos, self._class_id.get(item.label, -1), max(info.num_frames, 1), info.fps, info.has_audio)
 
-    def _clips(self, pos: int, video: _Video, starts: np.ndarray, clip_len: int) -> tuple[np.ndarray, np.ndarray]:
+    def _clips(self, pos: int, video: _Video, starts: np.ndarray, clip_len: int) -> list[np.ndarray]:
         from avcl.data.decode import read_frames
 
-        frames = [read_frames(self.items[pos].path, int(s), clip_len, size=self.size) for s in starts]
-        return np.concatenate(frames), np.arange(len(starts) * clip_len).reshape(len(starts), clip_len)
+        return [read_frames(self.items[pos].path, int(s), clip_len, size=self.size) for s in starts]
 
     def _mel(self, pos: int, video: _Video) -> np.ndarray:
         from avcl.data.audio import log_mel

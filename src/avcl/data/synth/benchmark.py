@@ -177,8 +177,8 @@ def generate_benchmark(
     :data:`PROFILE_OF_PATTERN`) and ``contexts`` (1, 2 or 4 visual contexts drawn per video: each a
     background palette of its own, context k > 0 showing every pattern as the motion of the pattern k
     places further on, so that only motion and context together tell the pattern; the manifest's
-    ``context`` column). ``workers`` processes
-    render and encode (0 or 1: in this process); the result does not depend on it.
+    ``context`` column). ``workers`` processes render and encode (0 or 1: in this process); the result
+    does not depend on it.
 
     ``out`` must be new, empty, or a benchmark written before (which is replaced).
     """
