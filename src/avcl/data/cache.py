@@ -479,8 +479,9 @@ class PreparedCache:
         table = self.frame_table(i)
         ids = np.asarray(frame_ids, dtype=np.int64).reshape(-1)
         n = len(table) - 1
-        if len(ids) and (ids.min() < 0 or ids.max() >= n):
-            raise IndexError(f"frame ids {ids.min()}..{ids.max()} out of range for {e.path[i]} ({n} frames)")
+        listed = ids.tolist()  # Python's min and max on a clip's ids cost less than numpy's reductions
+        if listed and (min(listed) < 0 or max(listed) >= n):
+            raise IndexError(f"frame ids {min(listed)}..{max(listed)} out of range for {e.path[i]} ({n} frames)")
         height, width = self.frame_size
         if out is None:
             out = np.empty((len(ids), height, width, 3), dtype=np.uint8)
