@@ -113,7 +113,7 @@ def run_demo(
     out: str | Path,
     classes: int = 8,
     per_class: int = 60,
-    epochs: int | None = 10,
+    epochs: int | None = None,
     supervised: bool = True,
     paper: bool = True,
     seeds: int = 1,
@@ -121,8 +121,9 @@ def run_demo(
     seed: int = 0,
     verbose: bool = False,
 ) -> dict:
-    """The demo; returns what ``metrics.json`` holds. ``seeds`` repeats every training and probe with
-    seeds ``seed .. seed+seeds-1`` (the benchmark stays the one of ``seed``) for a mean and a std."""
+    """The demo; returns what ``metrics.json`` holds. ``epochs``: pretraining epochs of each AVCL run
+    (None: the preset's ``train.epochs``). ``seeds`` repeats every training and probe with seeds
+    ``seed .. seed+seeds-1`` (the benchmark stays the one of ``seed``) for a mean and a std."""
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)  # the demo is a fresh run every time
