@@ -63,9 +63,16 @@ def test_the_demo_with_seeds_and_a_diverged_run(tmp_path, monkeypatch, capsys):
         return real(cfg, resume)
 
     monkeypatch.setattr(avcl.engine.pretrain, "pretrain", pretrain)
-    summary = run_demo(
-        tmp_path / "demo", classes=3, per_class=6, epochs=1, supervised=False, seeds=2, overrides=tuple(TINY)
+    summary = run_demo(  # epochs=None: the preset's, here as overridden
+        tmp_path / "demo",
+        classes=3,
+        per_class=6,
+        epochs=None,
+        supervised=False,
+        seeds=2,
+        overrides=(*TINY, "train.epochs=1"),
     )
+    assert "configs/demo_cpu.yaml, 1 pretraining epochs." in (tmp_path / "demo" / "report.md").read_text()
     screen = capsys.readouterr().out
     assert "| supervised R+A |" not in screen and "mean ± std over 2 seeds" in screen
     line = next(s for s in screen.splitlines() if s.startswith("| random init |"))

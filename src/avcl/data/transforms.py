@@ -250,13 +250,10 @@ def spectrogram_crop(
         rows = slice(y0, y0 + wy.shape[1])
     # a copy of the band in its stored type (float16 from the cache), made float32 by torch (vectorised)
     part = torch.from_numpy(mel[rows, x0 : x0 + wx.shape[1]].copy()).to(torch.float32)
-    band_mean, band_std = torch.from_numpy(mean[rows, None]), torch.from_numpy(std[rows, None])
+    part.sub_(torch.from_numpy(mean[rows, None])).div_(torch.from_numpy(std[rows, None]))
     target = None if out is None else torch.from_numpy(out)
     if wy is None:
-        # each output row mixes one band's frames with weights that sum to 1, so the band's normalisation
-        # can follow the resize, on the crop (crop x crop) rather than on the wider band it is cut from
-        return torch.matmul(part, torch.from_numpy(wx).T, out=target).sub_(band_mean).div_(band_std)
-    part.sub_(band_mean).div_(band_std)
+        return torch.matmul(part, torch.from_numpy(wx).T, out=target)
     return torch.matmul(torch.from_numpy(wy), part @ torch.from_numpy(wx).T, out=target)
 
 
