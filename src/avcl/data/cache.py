@@ -472,16 +472,23 @@ class PreparedCache:
         start = int(e.table_offset[i])
         return np.frombuffer(self._shards.view(int(e.shard[i]), start, start + 8 * n), dtype="<u8")
 
-    def read_frames(self, i: int, frame_ids: Iterable[int] | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """(len(frame_ids), H, W, 3) uint8 RGB frames of row ``i``, decoded into ``out`` when given (a
-        C-contiguous uint8 array of that shape, e.g. a reused buffer)."""
-        e = self.entries
+    def _frame_ids(self, i: int, frame_ids: Iterable[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row ``i``'s frame table and ``frame_ids`` as (N,) int64, checked against its frame count."""
         table = self.frame_table(i)
         ids = np.asarray(frame_ids, dtype=np.int64).reshape(-1)
         n = len(table) - 1
         listed = ids.tolist()  # Python's min and max on a clip's ids cost less than numpy's reductions
         if listed and (min(listed) < 0 or max(listed) >= n):
-            raise IndexError(f"frame ids {min(listed)}..{max(listed)} out of range for {e.path[i]} ({n} frames)")
+            raise IndexError(
+                f"frame ids {min(listed)}..{max(listed)} out of range for {self.entries.path[i]} ({n} frames)"
+            )
+        return table, ids
+
+    def read_frames(self, i: int, frame_ids: Iterable[int] | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(len(frame_ids), H, W, 3) uint8 RGB frames of row ``i``, decoded into ``out`` when given (a
+        C-contiguous uint8 array of that shape, e.g. a reused buffer)."""
+        e = self.entries
+        table, ids = self._frame_ids(i, frame_ids)
         height, width = self.frame_size
         if out is None:
             out = np.empty((len(ids), height, width, 3), dtype=np.uint8)
@@ -503,10 +510,7 @@ class PreparedCache:
 
     def frame_bytes(self, i: int, frame_ids: Iterable[int] | np.ndarray) -> list[bytes]:
         """The JPEG bytes of row ``i``'s frames ``frame_ids`` (for decoding elsewhere, e.g. on a GPU)."""
-        table = self.frame_table(i)
-        ids = np.asarray(frame_ids, dtype=np.int64).reshape(-1)
-        if len(ids) and (ids.min() < 0 or ids.max() >= len(table) - 1):
-            raise IndexError(f"frame ids {ids.min()}..{ids.max()} out of range for {self.entries.path[i]}")
+        table, ids = self._frame_ids(i, frame_ids)
         e = self.entries
         shard, base = int(e.shard[i]), int(e.offset[i])
         return [bytes(self._shards.view(shard, base + int(table[f]), base + int(table[f + 1]))) for f in ids]
