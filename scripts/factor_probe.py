@@ -1,12 +1,15 @@
-"""Which factor of the synthetic benchmark's class do untrained encoders read?
+"""Which factor of the synthetic benchmark's class do untrained (or pretrained) encoders read?
 
-For each initialisation seed, the random-init encoders of a preset (``avcl.experiments.random_encoders``)
-embed every video of a prepared synthetic benchmark (uniform clips, centre crop, the mean over clips);
-a logistic regression (standardised features, C picked on the validation split, scikit-learn) is fitted
-on the training split and scored on the test split for three targets: the class, its motion pattern
-(the part of the name before '-') and its timbre (after it), on video, audio and both modalities.
+For each initialisation seed, the random-init encoders of a preset (``avcl.experiments.random_encoders``),
+or the encoders of each pretrained ``--checkpoint``, embed every video of a prepared synthetic benchmark
+(uniform clips, centre crop, the mean over clips); a logistic regression (standardised features, C picked
+on the validation split, scikit-learn) is fitted on the training split and scored on the test split for
+three targets: the class, its motion pattern (the part of the name before '-') and its timbre (after it),
+on video, audio and both modalities. With ``--static`` every frame of a video clip is replaced by the
+clip's first frame, so the video columns say what the encoder reads from a single still picture.
 
-    python scripts/factor_probe.py PREPARED [--config configs/demo_cpu.yaml] [--seeds 0 1 2]
+    python scripts/factor_probe.py PREPARED [--config configs/demo_cpu.yaml] [--seeds 0 1 2] [--static]
+    python scripts/factor_probe.py PREPARED --checkpoint runs/simclr/last.pt [...]
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
+from torch import Tensor, nn
 
+from avcl.api import method_from_checkpoint
 from avcl.config import load_config
 from avcl.data.cache import PreparedCache
 from avcl.evaluation.probe import extract_features
@@ -36,10 +41,38 @@ def _fit(x: dict, y: dict) -> float:
     return 100.0 * best.score(z["test"], y["test"])
 
 
-def factor_table(prepared: str, preset: str, seed: int) -> dict[str, dict[str, float]]:
-    cfg = load_config(preset, [f"data.root={prepared}", f"train.seed={seed}", "train.progress=false"])
+class _FirstFrame(nn.Module):
+    """A video encoder that sees every frame of its clip ``(B, C, T, H, W)`` as the clip's first."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, video: Tensor) -> Tensor:
+        return self.encoder(video[:, :, :1].expand_as(video).contiguous())
+
+
+def factor_table(
+    prepared: str,
+    preset: str | None,
+    seed: int,
+    checkpoint: str | None = None,
+    static: bool = False,
+    overrides: tuple[str, ...] = (),
+) -> dict[str, dict[str, float]]:
+    """Test accuracy (%) per modality and target, for the random-init encoders of ``preset`` (with
+    ``overrides``) and ``seed``, or for those of ``checkpoint`` (its own config, with ``prepared`` as
+    the data)."""
     classes = list(PreparedCache(prepared).meta["classes"])
-    method = random_encoders(cfg, len(classes))
+    if checkpoint is None:
+        cfg = load_config(preset, [*overrides, f"data.root={prepared}", f"train.seed={seed}", "train.progress=false"])
+        method = random_encoders(cfg, len(classes))
+    else:
+        method = method_from_checkpoint(checkpoint)
+        cfg = method.cfg
+        cfg.data.root, cfg.train.progress = prepared, False
+    if static:
+        method.video_encoder = _FirstFrame(method.video_encoder)
     feats = {s: extract_features(method, cfg, s, ("video", "audio")) for s in SPLITS}
     targets = {
         "class": np.array(classes),
@@ -61,12 +94,17 @@ def main() -> None:
     parser.add_argument("prepared", help="a synthetic benchmark prepared by avcl prepare")
     parser.add_argument("--config", default="configs/demo_cpu.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--checkpoint", nargs="+", help="pretrained checkpoints to probe instead of random encoders")
+    parser.add_argument("--static", action="store_true", help="video clips frozen to their first frame")
     args = parser.parse_args()
-    print("| seed | modality | class | pattern | timbre |\n|---|---|---|---|---|")
-    for seed in args.seeds:
-        for modality, row in factor_table(args.prepared, args.config, seed).items():
+    # (name in the table, init seed, checkpoint): the checkpoints given, or else the random-init seeds
+    runs = [(c, 0, c) for c in args.checkpoint] if args.checkpoint else [(str(s), s, None) for s in args.seeds]
+    print("| encoders | modality | class | pattern | timbre |\n|---|---|---|---|---|")
+    for name, seed, checkpoint in runs:
+        table = factor_table(args.prepared, args.config, seed, checkpoint, args.static)
+        for modality, row in table.items():
             cells = " | ".join(f"{row[k]:.1f}" for k in ("class", "pattern", "timbre"))
-            print(f"| {seed} | {modality} | {cells} |", flush=True)
+            print(f"| {name} | {modality} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":
