@@ -5,8 +5,10 @@ or the encoders of each pretrained ``--checkpoint``, embed every video of a prep
 (uniform clips, centre crop, the mean over clips); a logistic regression (standardised features, C picked
 on the validation split, scikit-learn) is fitted on the training split and scored on the test split for
 three targets: the class, its motion pattern (the part of the name before '-') and its timbre (after it),
-on video, audio and both modalities. With ``--static`` every frame of a video clip is replaced by the
-clip's first frame, so the video columns say what the encoder reads from a single still picture.
+on video, audio and both modalities ("both": the two encoders' features side by side, before AVCL's
+fusion, so not the "both" of ``avcl compare``, whose probe reads AVCL's fused features and is fitted
+differently). With ``--static`` every frame of a video clip is replaced by the clip's first frame, so the
+video columns say what the encoder reads from a single still picture.
 
     python scripts/factor_probe.py PREPARED [--config configs/demo_cpu.yaml] [--seeds 0 1 2] [--static]
     python scripts/factor_probe.py PREPARED --checkpoint runs/simclr/last.pt [...]
@@ -71,8 +73,9 @@ def factor_table(
         method = method_from_checkpoint(checkpoint)
         cfg = method.cfg
         cfg.data.root, cfg.train.progress = prepared, False
-    if static:
-        method.video_encoder = _FirstFrame(method.video_encoder)
+    if static:  # a model fine-tuned from a pretrained method embeds through that method's encoders
+        owner = getattr(method, "backbone_method", None) or method
+        owner.video_encoder = _FirstFrame(owner.video_encoder)
     feats = {s: extract_features(method, cfg, s, ("video", "audio")) for s in SPLITS}
     targets = {
         "class": np.array(classes),
@@ -92,16 +95,22 @@ def factor_table(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("prepared", help="a synthetic benchmark prepared by avcl prepare")
-    parser.add_argument("--config", default="configs/demo_cpu.yaml")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--checkpoint", nargs="+", help="pretrained checkpoints to probe instead of random encoders")
+    parser.add_argument("--config", help="preset of the random-init encoders (default configs/demo_cpu.yaml)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="their initialisation seeds (default 0 1 2)")
+    parser.add_argument(
+        "--checkpoint", nargs="+", help="pretrained checkpoints to probe instead (each with its own config)"
+    )
     parser.add_argument("--static", action="store_true", help="video clips frozen to their first frame")
     args = parser.parse_args()
+    if args.checkpoint and (args.config or args.seeds):
+        parser.error("--config and --seeds choose random-init encoders; a --checkpoint brings its own")
+    config = args.config or "configs/demo_cpu.yaml"
     # (name in the table, init seed, checkpoint): the checkpoints given, or else the random-init seeds
-    runs = [(c, 0, c) for c in args.checkpoint] if args.checkpoint else [(str(s), s, None) for s in args.seeds]
+    seeds = args.seeds or [0, 1, 2]
+    runs = [(c, 0, c) for c in args.checkpoint] if args.checkpoint else [(str(s), s, None) for s in seeds]
     print("| encoders | modality | class | pattern | timbre |\n|---|---|---|---|---|")
     for name, seed, checkpoint in runs:
-        table = factor_table(args.prepared, args.config, seed, checkpoint, args.static)
+        table = factor_table(args.prepared, config, seed, checkpoint, args.static)
         for modality, row in table.items():
             cells = " | ".join(f"{row[k]:.1f}" for k in ("class", "pattern", "timbre"))
             print(f"| {name} | {modality} | {cells} |", flush=True)

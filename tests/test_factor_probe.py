@@ -7,6 +7,7 @@ import torch
 from conftest import ROOT, TINY, run_cli
 
 from avcl.config import ModelConfig
+from avcl.engine.checkpoint import load_checkpoint
 from avcl.models import build_encoders
 
 
@@ -35,22 +36,33 @@ def test_the_still_frame_encoder_sees_the_first_frame_in_every_position():
         assert not torch.allclose(still(clip), video(clip))
 
 
-def test_factor_tables_of_random_and_pretrained_encoders(tiny_cache, tmp_path):
+def test_factor_tables_of_random_and_pretrained_encoders(tiny_cache, tmp_path, monkeypatch):
     probe = _script()
+    seen = []  # (method, cfg, features) of every extract_features call
+    extract = probe.extract_features
+
+    def recording(method, cfg, split, modalities):
+        feats = extract(method, cfg, split, modalities)
+        seen.append((method, cfg, split, feats[0]))
+        return feats
+
+    monkeypatch.setattr(probe, "extract_features", recording)
     overrides = tuple(TINY)
     moving = probe.factor_table(str(tiny_cache), None, 0, overrides=overrides)
     static = probe.factor_table(str(tiny_cache), None, 0, static=True, overrides=overrides)
     _valid(moving)
     _valid(static)
-    assert static["audio"] == moving["audio"]  # the still frames change what the video encoder sees, only
-    run_cli(
-        "pretrain",
-        "--data",
-        str(tiny_cache),
-        "--out",
-        str(tmp_path / "run"),
-        *TINY,
-        "method.name=simclr",
-        "train.epochs=1",
-    )
-    _valid(probe.factor_table(str(tiny_cache), None, 0, checkpoint=str(tmp_path / "run" / "last.pt")))
+    (m_train, s_train) = (f for _, _, split, f in seen if split == "train")
+    assert torch.equal(m_train["audio"], s_train["audio"])  # the still frames change the video only ...
+    assert not torch.allclose(m_train["video"], s_train["video"])  # ... and change it
+    assert static["audio"] == moving["audio"]
+
+    run = tmp_path / "run"
+    run_cli("pretrain", "--data", str(tiny_cache), "--out", str(run), *TINY, "method.name=simclr", "train.epochs=1")
+    seen.clear()
+    _valid(probe.factor_table(str(tiny_cache), None, 0, checkpoint=str(run / "last.pt")))
+    method, cfg, _, _ = seen[0]
+    assert cfg.data.root == str(tiny_cache) and cfg.method.name == "simclr"
+    saved = load_checkpoint(run / "last.pt")["model"]
+    for name, value in method.video_encoder.state_dict().items():
+        assert torch.equal(value, saved[f"video_encoder.{name}"])  # the checkpoint's weights, not a fresh init
