@@ -104,9 +104,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.checkpoint and (args.config or args.seeds):
         parser.error("--config and --seeds choose random-init encoders; a --checkpoint brings its own")
-    config = args.config or "configs/demo_cpu.yaml"
-    # (name in the table, init seed, checkpoint): the checkpoints given, or else the random-init seeds
-    seeds = args.seeds or [0, 1, 2]
+    config, seeds = args.config or "configs/demo_cpu.yaml", args.seeds or [0, 1, 2]
+    # (name in the table, init seed, checkpoint): the checkpoints given (their seed unused), or else the seeds
     runs = [(c, 0, c) for c in args.checkpoint] if args.checkpoint else [(str(s), s, None) for s in seeds]
     print("| encoders | modality | class | pattern | timbre |\n|---|---|---|---|---|")
     for name, seed, checkpoint in runs:

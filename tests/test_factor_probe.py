@@ -38,7 +38,7 @@ def test_the_still_frame_encoder_sees_the_first_frame_in_every_position():
 
 def test_factor_tables_of_random_and_pretrained_encoders(tiny_cache, tmp_path, monkeypatch):
     probe = _script()
-    seen = []  # (method, cfg, features) of every extract_features call
+    seen = []  # (method, cfg, split, features) of every extract_features call
     extract = probe.extract_features
 
     def recording(method, cfg, split, modalities):
