@@ -25,6 +25,8 @@ from avcl.data.synth import (
     MANIFEST_COLUMNS,
     MOTIONS,
     PATTERNS,
+    SCENES,
+    SHAPE_IN_OPEN_SCENE,
     SHAPE_OF_SOUND,
     SOUNDS,
     TEXTURE_OF_PATTERN,
@@ -43,7 +45,16 @@ from avcl.data.synth import (
     split_counts,
     verify_benchmark,
 )
-from avcl.data.synth.scene import _PROFILES, _render_frames
+from avcl.data.synth.scene import (
+    _MOTIONS,
+    _PROFILES,
+    _Beats,
+    _Decoys,
+    _distractors,
+    _draw_decoys,
+    _draw_room,
+    _render_frames,
+)
 from avcl.data.synth.tables import PALETTE
 from avcl.errors import UserError
 
@@ -144,7 +155,18 @@ def test_layout_manifest_and_classes_file(bench):
     assert (bench / "classes.txt").read_text().split() == class_names(4)
     settings = json.loads((bench / "synth.json").read_text())
     assert settings["complete"] is True and settings["cue"] == 1.0
-    knobs = ("look", "size", "distractors", "decoys", "motion", "contexts", "ambient", "sound_code", "event_rate")
+    knobs = (
+        "look",
+        "size",
+        "distractors",
+        "decoys",
+        "motion",
+        "contexts",
+        "scene",
+        "ambient",
+        "sound_code",
+        "event_rate",
+    )
     assert {k: settings[k] for k in knobs} == {
         "look": 0.35,
         "size": 1.5,
@@ -152,6 +174,7 @@ def test_layout_manifest_and_classes_file(bench):
         "decoys": 0,
         "motion": "kinds",
         "contexts": 1,
+        "scene": "room",
         "ambient": 0.05,
         "sound_code": "timing",
         "event_rate": 0.8,
@@ -594,7 +617,13 @@ def test_decoys_through_the_command_line_change_the_frames_only(bench, tmp_path)
 
 def test_the_defaults_given_explicitly_write_the_same_media(bench, tmp_path):
     root = generate_benchmark(
-        tmp_path / "explicit", workers=1, **{**TINY, "classes": 2}, decoys=0, motion="kinds", contexts=1
+        tmp_path / "explicit",
+        workers=1,
+        **{**TINY, "classes": 2},
+        decoys=0,
+        motion="kinds",
+        contexts=1,
+        scene="room",
     )
     rows, ref = rows_by_path(root.parent), rows_by_path(bench)
     assert len(rows) == 6 and all(row == ref[path] for path, row in rows.items())
@@ -701,6 +730,7 @@ def test_decoys_and_motion_are_refused_out_of_range(tmp_path, capsys):
         ({"decoys": -1}, "decoys must be a whole number, 0 or more, not -1"),
         ({"decoys": 1.5}, "decoys must be a whole number, 0 or more, not 1.5"),
         ({"motion": "speeds"}, "motion must be one of kinds, profiles, not 'speeds'"),
+        ({"scene": "garden"}, "scene must be one of room, open, not 'garden'"),
     ):
         with pytest.raises(UserError, match=re.escape(message)):
             generate_benchmark(tmp_path / "bad", **TINY, **knobs)
@@ -709,4 +739,89 @@ def test_decoys_and_motion_are_refused_out_of_range(tmp_path, capsys):
     assert "decoys must be a whole number, 0 or more, not -2" in capsys.readouterr().err
     assert avcl_main(["synth", str(tmp_path / "bad"), "--motion", "speeds", "--quiet"]) == 2
     assert "motion must be one of kinds, profiles, not 'speeds'" in capsys.readouterr().err
+    assert avcl_main(["synth", str(tmp_path / "bad"), "--scene", "garden", "--quiet"]) == 2
+    assert "scene must be one of room, open, not 'garden'" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_open_scene_draws_the_background_alone_where_the_room_has_its_furniture():
+    """The open scene's background is the room's gradient and blotches without the floor and walls painted
+    over them (the same draws), and its ground lies anywhere from 6 to 50 % of the height above the
+    bottom (the room's floor: 6 to 14 %)."""
+    assert SCENES == ("room", "open")
+    tops = []
+    for seed in range(40):
+        rngs = np.random.default_rng(seed), np.random.default_rng(seed)
+        room = _draw_room(rngs[0], 60, 80, 0.35, 0.5)
+        open_ = _draw_room(rngs[1], 60, 80, 0.35, 0.5, scene="open")
+        assert room.furnished and not open_.furnished
+        assert rngs[0].random() == rngs[1].random()  # as many draws: what follows is drawn alike
+        inside = (slice(0, room.floor_top), slice(room.left, room.right))
+        assert np.array_equal(open_.bg[inside], room.bg[inside])
+        floor = room.bg[room.floor_top :]
+        assert np.ptp(floor.reshape(-1, 3), axis=0).max() == 0  # one flat colour in the room ...
+        assert np.ptp(open_.bg[room.floor_top :].reshape(-1, 3), axis=0).max() > 1  # ... the background in the open
+        assert np.ptp(open_.bg[:, : room.left].reshape(-1, 3), axis=0).max() > 1  # no wall either
+        tops.append(1 - open_.floor_top / 60)
+    assert 0.06 <= min(tops) < 0.2 and 0.35 < max(tops) <= 0.5
+
+
+def test_in_the_open_scene_the_swing_has_no_rod_or_post_and_the_pulse_rests_on_the_ground_unlit():
+    beats = _Beats(np.linspace(0, 0.95, 20), np.full(20, 10.0), np.zeros(20))
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        room = _draw_room(rng, 60, 80, 0.35, 0.5, scene="open")
+        bg = room.bg.copy()
+        swing = _MOTIONS["swing"](rng, room, beats, 5.0, 0.35)
+        assert swing.rod is None and np.array_equal(room.bg, bg)  # nothing drawn into the scene
+        pulse = _MOTIONS["pulse"](rng, room, beats, 5.0, 0.35)
+        assert not pulse.flash.any() and np.ptp(pulse.cy) == 0
+        assert abs(float(pulse.cy[0] + pulse.radius.max()) - (room.floor_top - 1)) < 0.05  # touches it swollen
+        furnished = _draw_room(np.random.default_rng(seed), 60, 80, 0.35, 0.5)
+        assert _MOTIONS["swing"](np.random.default_rng(seed), furnished, beats, 5.0, 0.35).rod is not None
+        assert _MOTIONS["pulse"](np.random.default_rng(seed), furnished, beats, 5.0, 0.35).flash.max() > 0.5
+        # The open swing draws what the room's does (its rod's colour too), so the rest of a swing video,
+        # its audio included, is drawn alike; the open pulse draws no height, one number fewer.
+        rngs = np.random.default_rng(seed), np.random.default_rng(seed)
+        for rng, where in zip(rngs, (furnished, room)):
+            _MOTIONS["swing"](rng, where, beats, 5.0, 0.35)
+        assert rngs[0].random() == rngs[1].random()
+
+
+def test_the_open_scene_draws_the_drum_as_a_bar_and_records_it(tmp_path):
+    """The bar is as wide as the square and 0.35 as high; through the command line the open scene's
+    manifest names the bar where the room's names the square, and the audio of these classes (bounce,
+    slide: every draw is the room's) does not change."""
+    assert SHAPE_IN_OPEN_SCENE == {"square": "bar"}
+    masks = {}
+    for shape in ("square", "bar"):
+        img = np.zeros((40, 40, 3), np.float32)
+        _stamp(img, shape, 20.0, 20.0, 12.0, np.full(3, 255, np.float32))
+        masks[shape] = img[..., 0] > 127
+    assert masks["bar"].any(0).sum() == masks["square"].any(0).sum()
+    assert abs(masks["bar"].any(1).sum() - 0.35 * masks["square"].any(1).sum()) <= 1
+    room, open_ = tmp_path / "room", tmp_path / "open"
+    assert avcl_main(tiny_cli_args(room)) == 0 and avcl_main(tiny_cli_args(open_, "--scene", "open")) == 0
+    assert json.loads((open_ / "synth.json").read_text())["scene"] == "open"
+    rows, ref = rows_by_path(open_), rows_by_path(room)
+    for path, row in rows.items():
+        assert row["shape"] == SHAPE_IN_OPEN_SCENE.get(ref[path]["shape"], ref[path]["shape"])
+        assert row["audio_sha256"] == ref[path]["audio_sha256"] and row["events"] == ref[path]["events"]
+        assert row["video_sha256"] != ref[path]["video_sha256"]
+    assert {row["shape"] for row in rows.values()} == {"disc", "bar"}
+    # The silent decoys and distractors take the open scene's shapes too.
+    room = _draw_room(np.random.default_rng(0), 60, 80, 0.35, 0.5, scene="open")
+    decoys = _draw_decoys(_Decoys(40, np.random.default_rng(1)), room, 5.0, 0.35, 20, FPS, 0.0, "kinds")
+    movers = _distractors(np.random.default_rng(2), room, 5.0, 0.35, 20, FPS, 40)
+    for drawn in ({d[0] for d in decoys}, {m[0] for m in movers}):
+        assert "bar" in drawn and "square" not in drawn
+
+
+@pytest.mark.parametrize("scene", SCENES)
+def test_the_largest_objects_are_drawn_in_every_pattern_and_scene_not_refused(tmp_path, scene):
+    """At ``size`` 3 an object may be too large for the room to hold a pulse anywhere but the middle; it is
+    drawn there rather than failing the benchmark."""
+    manifest = generate_benchmark(
+        tmp_path / scene, workers=1, **{**TINY, "classes": 8, "per_class": 2}, size=3.0, scene=scene
+    )
+    assert len(read_manifest(manifest.parent)) == 16

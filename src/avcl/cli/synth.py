@@ -107,6 +107,14 @@ def _add_knobs(p: argparse.ArgumentParser) -> None:
         "context k > 0 shows each pattern as the motion of the pattern k places further on (bounce, slide, "
         "swing, pulse, cyclically), so that only motion and context together tell the pattern",
     )
+    p.add_argument(
+        "--scene",
+        default="room",
+        help="what surrounds the object: 'room', a floor, two walls, the pendulum's post and rod, the "
+        "pulsing object lighting up (a still frame shows much of the pattern); 'open', none of them drawn, "
+        "the ground the object bounces, slides and pulses on at a random height, the drum's object a flat "
+        "bar instead of a square",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         decoys=args.decoys,
         motion=args.motion,
         contexts=args.contexts,
+        scene=args.scene,
     )
     with open(manifest, newline="") as f:
         splits = Counter(row["split"] for row in csv.DictReader(f))

@@ -13,7 +13,8 @@ modality-specific and drawn per video, each scaled by a knob: ``look`` (colours 
 palette), ``size``, ``distractors``, ``decoys`` (silent objects doing motion patterns of their own),
 ``ambient``, ``event_rate``, ``difficulty`` (noise, jitter, ranges). ``motion="profiles"`` makes every
 pattern the same block sliding between the walls, the pattern being its speed profile
-(:data:`PROFILE_OF_PATTERN`).
+(:data:`PROFILE_OF_PATTERN`); ``scene="open"`` draws no floor, walls, post or rod, so that a still frame
+tells little of the pattern (:data:`SCENES`).
 
 The videos are real files: lossless H.264 (yuv420p) video and mono AAC audio in .mp4, laid out like
 Kinetics, ``OUT/{train,val,test}/<class>/<class>_<index>.mp4``, with ``OUT/manifest.csv`` (including
@@ -45,6 +46,8 @@ from avcl.data.synth.tables import (
     MOTIONS,
     PATTERNS,
     PROFILE_OF_PATTERN,
+    SCENES,
+    SHAPE_IN_OPEN_SCENE,
     SHAPE_OF_SOUND,
     SOUND_CODES,
     SOUNDS,
@@ -64,6 +67,8 @@ __all__ = [
     "MOTIONS",
     "PATTERNS",
     "PROFILE_OF_PATTERN",
+    "SCENES",
+    "SHAPE_IN_OPEN_SCENE",
     "SHAPE_OF_SOUND",
     "SOUND_CODES",
     "SOUNDS",

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 
 from avcl import fileio
 from avcl.data.synth.clip import _VideoJob
-from avcl.data.synth.tables import AAC_SAMPLE_RATES, MOTIONS, SOUND_CODES, SPLITS, class_names
+from avcl.data.synth.tables import AAC_SAMPLE_RATES, MOTIONS, SCENES, SOUND_CODES, SPLITS, class_names
 from avcl.data.synth.writing import _make_video, _write_manifest
 from avcl.errors import UserError
 from avcl.progress import progress as progress_bar
@@ -69,6 +69,8 @@ def _check_arguments(
         raise UserError(f"decoys must be a whole number, 0 or more, not {o.decoys}")
     if o.motion not in MOTIONS:
         raise UserError(f"motion must be one of {', '.join(MOTIONS)}, not {o.motion!r}")
+    if o.scene not in SCENES:
+        raise UserError(f"scene must be one of {', '.join(SCENES)}, not {o.scene!r}")
     if isinstance(o.contexts, bool) or not isinstance(o.contexts, int) or o.contexts not in (1, 2, 4):
         raise UserError(f"contexts must be 1, 2 or 4, not {o.contexts}")
     if not 0.0 <= o.ambient <= 1.0:
@@ -155,6 +157,7 @@ def generate_benchmark(
     decoys: int = 0,
     motion: str = "kinds",
     contexts: int = 1,
+    scene: str = "room",
 ) -> Path:
     """Write the benchmark into ``out`` and return the path of its ``manifest.csv``.
 
@@ -174,11 +177,13 @@ def generate_benchmark(
     (how the sound codes the motion pattern, :data:`SOUND_CODES`), ``event_rate`` (impacts a second)
     and ``motion`` (what the patterns look like, :data:`MOTIONS`: ``"kinds"``, four kinds of motion;
     ``"profiles"``, a block sliding between the walls for all, each pattern a speed profile of its runs,
-    :data:`PROFILE_OF_PATTERN`) and ``contexts`` (1, 2 or 4 visual contexts drawn per video: each a
+    :data:`PROFILE_OF_PATTERN`), ``contexts`` (1, 2 or 4 visual contexts drawn per video: each a
     background palette of its own, context k > 0 showing every pattern as the motion of the pattern k
     places further on, so that only motion and context together tell the pattern; the manifest's
-    ``context`` column). ``workers`` processes render and encode (0 or 1: in this process); the result
-    does not depend on it.
+    ``context`` column) and ``scene`` (what surrounds the object, :data:`SCENES`: ``"room"``, a floor,
+    walls, the pendulum's post and rod, the pulsing object lighting up; ``"open"``, none of them drawn,
+    the ground at a random height, the drum's object a bar). ``workers`` processes render and encode
+    (0 or 1: in this process); the result does not depend on it.
 
     ``out`` must be new, empty, or a benchmark written before (which is replaced).
     """
@@ -198,6 +203,7 @@ def generate_benchmark(
         decoys=decoys,
         motion=motion,
         contexts=contexts,
+        scene=scene,
         ambient=ambient,
         sound_code=sound_code,
         event_rate=event_rate,

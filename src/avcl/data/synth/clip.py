@@ -9,7 +9,15 @@ import numpy as np
 from avcl.data.synth.events import _event_schedule
 from avcl.data.synth.scene import _Decoys, _render_frames
 from avcl.data.synth.sound import _render_audio
-from avcl.data.synth.tables import CLASS_ORDER, PATTERNS, SHAPE_OF_SOUND, SHAPES, TEXTURE_OF_PATTERN, TEXTURES
+from avcl.data.synth.tables import (
+    CLASS_ORDER,
+    PATTERNS,
+    SHAPE_IN_OPEN_SCENE,
+    SHAPE_OF_SOUND,
+    SHAPES,
+    TEXTURE_OF_PATTERN,
+    TEXTURES,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class _VideoJob:
     decoys: int = 0
     motion: str = "kinds"
     contexts: int = 1
+    scene: str = "room"
 
 
 @dataclass
@@ -77,6 +86,8 @@ def _render_clip(job: _VideoJob) -> _Clip:
     seed = [job.seed, job.class_index, job.index]
     rng = np.random.default_rng(np.random.SeedSequence(seed))
     shape, texture = _draw_cues(rng, pattern, sound, job.cue)
+    if job.scene == "open":
+        shape = SHAPE_IN_OPEN_SCENE.get(shape, shape)
     num_frames = max(2, round(rng.uniform(job.min_duration, job.max_duration) * job.fps))
     starts = _event_schedule(rng, num_frames, job.fps, job.difficulty, job.event_rate)
     # From a stream of its own, so that with one context (the default) nothing else changes.
@@ -98,6 +109,7 @@ def _render_clip(job: _VideoJob) -> _Clip:
         job.motion,
         _Decoys(job.decoys, np.random.default_rng(np.random.SeedSequence([*seed, 1])), job.event_rate),
         context,
+        job.scene,
     )
     events = [int(e) for e in starts if 0 <= e < num_frames]
     num_samples = round(num_frames * job.sample_rate / job.fps)

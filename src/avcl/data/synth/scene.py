@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from avcl.data.synth.events import _event_schedule, _schedule_at
-from avcl.data.synth.tables import PALETTE, PATTERNS, SHAPES
+from avcl.data.synth.tables import PALETTE, PATTERNS, SHAPE_IN_OPEN_SCENE, SHAPES
 
 _LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -60,9 +60,12 @@ def _smooth_texture(rng: np.random.Generator, height: int, width: int) -> np.nda
     return top * (1 - wy) + bottom * wy
 
 
+_BAR_HEIGHT = 0.35  # the bar's half-height, as a fraction of its half-width (the radius)
+
+
 def _stamp(img: np.ndarray, shape: str, cx: float, cy: float, r: float, colour: np.ndarray) -> None:
-    """Paint an anti-aliased ``disc``, ``square``, ``triangle`` or ``diamond`` of radius ``r`` into ``img``
-    (H, W, 3) in place.
+    """Paint an anti-aliased ``disc``, ``square``, ``triangle``, ``diamond`` or ``bar`` (as wide as the
+    square, 0.35 as high) of radius ``r`` into ``img`` (H, W, 3) in place.
 
     Only the bounding box is touched, which keeps drawing cheap whatever the frame size.
     """
@@ -77,6 +80,8 @@ def _stamp(img: np.ndarray, shape: str, cx: float, cy: float, r: float, colour: 
         dist = np.sqrt(dx * dx + dy * dy)
     elif shape == "square":
         dist = np.maximum(dx, np.abs(dy))
+    elif shape == "bar":
+        dist = np.maximum(dx, np.abs(dy) / np.float32(_BAR_HEIGHT))
     elif shape == "triangle":
         # Apex (0, -r) and base corners (+-r, r), so it stands on the floor like the square: the distance
         # beyond the base and beyond the slanted sides (outward normals (+-2, -1) / sqrt 5), plus r.
@@ -124,14 +129,17 @@ def _render_frames(
     motion: str = "kinds",
     decoys: _Decoys | None = None,
     context: int = 0,
+    scene: str = "room",
 ) -> np.ndarray:
     """Draw the clip: frames (T, H, W, 3) uint8 of the object of ``shape`` doing ``pattern`` with the
     impacts ``starts`` (see :func:`_event_schedule`).
 
     The scene is a room (a floor and two walls, drawn for every pattern so that the furniture alone
-    does not give the pattern away) over a gradient-and-blotches background, silent distractors
-    drifting on smooth paths behind the object, silent ``decoys`` doing motion patterns of their own
-    (:func:`_draw_decoys`), and the object doing its pattern in front. Colours vary by ``look`` around
+    does not give the pattern away) or, with ``scene="open"``, bare (no floor, walls, post or rod
+    drawn; the pulsing object sits on the unseen ground without lighting up), over a
+    gradient-and-blotches background, silent distractors drifting on smooth paths behind the object,
+    silent ``decoys`` doing motion patterns of their own (:func:`_draw_decoys`), and the object doing
+    its pattern in front. Colours vary by ``look`` around
     a fixed palette (:func:`_look_colour`), as do the background's blotches; ``size`` scales the
     object; up to ``distractors`` silent objects move about; ``motion`` chooses what the patterns look
     like (:func:`_motion_of`); ``context`` (0 to 3) picks the background's palette and, above 0, shows
@@ -139,7 +147,7 @@ def _render_frames(
     same as in context 0.
     """
     phase, interval, count = _schedule_at(starts, np.arange(num_frames))
-    room = _draw_room(rng, height, width, look, difficulty, context)
+    room = _draw_room(rng, height, width, look, difficulty, context, scene)
     # The object. Sizes are in pixels relative to the frame height so every frame size looks alike.
     r = float(height * rng.uniform(0.06, 0.09 + 0.04 * difficulty)) * size
     colour = _look_colour(rng, "object", look)
@@ -159,7 +167,8 @@ def _render_frames(
 @dataclass
 class _Room:
     """The static scene: the background (H, W, 3) float32 with the floor (rows ``floor_top`` on) and the
-    walls (columns before ``left`` and from ``right`` on) drawn in; its gradient ends ``c1``, ``c2``."""
+    walls (columns before ``left`` and from ``right`` on) drawn in (in the room scene; in the open one
+    they only bound the motion); its gradient ends ``c1``, ``c2``."""
 
     bg: np.ndarray
     c1: np.ndarray
@@ -168,6 +177,7 @@ class _Room:
     left: int
     right: int
     wall_colour: np.ndarray
+    furnished: bool = True  # floor, walls and the pendulum's post and rod drawn (scene "room"), or none ("open")
 
     @property
     def inner_height(self) -> float:  # from the top of the frame to the floor, in pixels
@@ -214,10 +224,22 @@ class _Motion:
 
 
 def _draw_room(
-    rng: np.random.Generator, height: int, width: int, look: float, difficulty: float, context: int = 0
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    look: float,
+    difficulty: float,
+    context: int = 0,
+    scene: str = "room",
 ) -> _Room:
     """A gradient at a random angle with blotches, a floor and two walls, in colours around the palette;
-    the gradient's palette is the context's (0: ``c1``/``c2``, k: ``c1-k``/``c2-k``)."""
+    the gradient's palette is the context's (0: ``c1``/``c2``, k: ``c1-k``/``c2-k``). In the ``"open"``
+    scene the floor and walls bound the motion but are not drawn, and the floor's top lies anywhere from
+    6 to 50 % of the height above the bottom (6 to 14 % in the room), so that where the object is in a
+    still frame says little about its pattern."""
+    if scene not in ("room", "open"):
+        raise ValueError(f"unknown scene {scene!r}")
+    furnished = scene == "room"
     suffix = f"-{context}" if context else ""
     c1 = _look_colour(rng, "c1" + suffix, look).astype(np.float64)
     c2 = _look_colour(rng, "c2" + suffix, look).astype(np.float64)
@@ -228,18 +250,31 @@ def _draw_room(
     bg = c1 + ramp[..., None] * (c2 - c1)
     texture_amp = look * rng.uniform(5, 10 + 40 * difficulty) / 0.35
     bg += texture_amp * _smooth_texture(rng, height, width)[..., None] * rng.uniform(0.5, 1.0, 3)
-    floor_h = max(2, round(height * rng.uniform(0.06, 0.14)))
+    floor_h = max(2, round(height * rng.uniform(0.06, 0.14 if furnished else 0.5)))
     floor_top = height - floor_h
     left = max(1, round(width * rng.uniform(0.02, 0.12)))
     right = width - max(1, round(width * rng.uniform(0.02, 0.12)))
-    bg[floor_top:] = _look_colour(rng, "floor", look)
+    floor_colour = _look_colour(rng, "floor", look)
     wall_colour = _look_colour(rng, "wall", look)
-    bg[:floor_top, :left] = wall_colour
-    bg[:floor_top, right:] = wall_colour
-    return _Room(bg.astype(np.float32), c1, c2, floor_top, left, right, wall_colour)
+    if furnished:
+        bg[floor_top:] = floor_colour
+        bg[:floor_top, :left] = wall_colour
+        bg[:floor_top, right:] = wall_colour
+    return _Room(bg.astype(np.float32), c1, c2, floor_top, left, right, wall_colour, furnished)
 
 
 # The motion patterns: (rng, room, beats, object radius, look) -> _Motion, one function each.
+
+
+def _within(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """A position drawn uniformly in [lo, hi], or the middle where an object too large leaves no room."""
+    return float(rng.uniform(lo, hi)) if lo <= hi else (lo + hi) / 2
+
+
+def _room_for(room: _Room, space: float, least: float) -> float:
+    """``space`` (pixels a motion may span), at least ``least`` in the open scene, where the ground may lie
+    high enough to leave less (the room's floor rarely does; kept as it was there)."""
+    return space if room.furnished else max(least, space)
 
 
 def _resting(n: int, r: float) -> tuple[np.ndarray, np.ndarray]:
@@ -250,8 +285,8 @@ def _resting(n: int, r: float) -> tuple[np.ndarray, np.ndarray]:
 def _bounce(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look: float) -> _Motion:
     """A ball that hits the floor at each impact, higher after a longer interval."""
     n = len(beats.phase)
-    cx = np.full(n, rng.uniform(room.left + r, room.right - r), np.float32)
-    top = rng.uniform(0.45, 0.85) * (room.inner_height - 2 * r - 2)
+    cx = np.full(n, _within(rng, room.left + r, room.right - r), np.float32)
+    top = rng.uniform(0.45, 0.85) * _room_for(room, room.inner_height - 2 * r - 2, 0.0)
     cy = room.floor_top - r - top * beats.rel**2 * 4 * beats.phase * (1 - beats.phase)
     return _Motion(cx, cy, *_resting(n, r))
 
@@ -275,12 +310,13 @@ def _along_floor(rng: np.random.Generator, room: _Room, beats: _Beats, r: float,
 
 
 def _swing(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look: float) -> _Motion:
-    """A pendulum that strikes a post (drawn into the room) when it swings back to the vertical."""
+    """A pendulum that strikes a post (drawn into the room, with its rod, unless the scene is open) when
+    it swings back to the vertical."""
     n, floor_top, left, right = len(beats.phase), room.floor_top, room.left, room.right
     side = 1 if rng.random() < 0.5 else -1
     post_w = max(2.0, r / 2)
     py = rng.uniform(0.06, 0.2) * room.bg.shape[0]
-    length = rng.uniform(0.5, 0.8) * (floor_top - py - 2 * r - 2)
+    length = rng.uniform(0.5, 0.8) * _room_for(room, floor_top - py - 2 * r - 2, 2 * r)
     sin_max = min(math.sin(rng.uniform(0.6, 1.1)), max(0.2, (room.inner_width - 3 * r - post_w - 4) / length))
     reach = length * sin_max + r
     lo = left + (reach if side < 0 else r + post_w + 1)
@@ -290,18 +326,29 @@ def _swing(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look:
     cx = (px + side * length * np.sin(theta)).astype(np.float32)
     cy = (py + length * np.cos(theta)).astype(np.float32)
     post_x0 = round(px - side * r - (post_w if side > 0 else 0))
-    room.bg[int(py + length - r) : floor_top, max(0, post_x0) : max(0, post_x0 + round(post_w))] = room.wall_colour
     rod = (px, py, max(0.8, r / 5), _look_colour(rng, "rod", look))
+    if not room.furnished:
+        return _Motion(cx, cy, *_resting(n, r))
+    room.bg[int(py + length - r) : floor_top, max(0, post_x0) : max(0, post_x0 + round(post_w))] = room.wall_colour
     return _Motion(cx, cy, *_resting(n, r), rod=rod)
 
 
 def _pulse(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look: float) -> _Motion:
-    """An object in the air that swells and lights up at each beat, then relaxes."""
+    """An object in the air that swells and lights up at each beat, then relaxes; in the open scene it
+    sits on the ground (a disc touching it when fully swollen; a bar, 0.35 as high, floats above) and
+    does not light up."""
     n = len(beats.phase)
-    cx = np.full(n, rng.uniform(room.left + 2 * r, room.right - 2 * r), np.float32)
-    cy = np.full(n, rng.uniform(2 * r, room.floor_top - 2 * r), np.float32)
+    cx = np.full(n, _within(rng, room.left + 2 * r, room.right - 2 * r), np.float32)
+    if room.furnished:
+        cy = np.full(n, _within(rng, 2 * r, room.floor_top - 2 * r), np.float32)
+    else:
+        cy = np.full(n, room.floor_top - (1 + _SWELL) * r - 1, np.float32)
     decay = np.exp(-beats.phase * beats.interval / rng.uniform(2.0, 4.0))
-    return _Motion(cx, cy, r * (1 + 0.7 * decay), 0.6 * decay)
+    flash = 0.6 * decay if room.furnished else np.zeros(n)
+    return _Motion(cx, cy, r * (1 + _SWELL * decay), flash)
+
+
+_SWELL = 0.7  # how much larger the pulsing object is at a beat
 
 
 _MOTIONS = {"bounce": _bounce, "slide": _slide, "swing": _swing, "pulse": _pulse}
@@ -344,18 +391,23 @@ def _draw_decoys(
 ) -> list[tuple]:
     """``decoys.count`` silent objects, each doing a motion pattern drawn uniformly (whatever the class)
     on an impact schedule of its own, through the object's motion functions (a swing's post is drawn
-    into the room): ``(shape, colour, _Motion)`` each. Every draw comes from ``decoys.rng``."""
+    into the room in the room scene): ``(shape, colour, _Motion)`` each. Every draw comes from ``decoys.rng``."""
     rng, frames = decoys.rng, np.arange(num_frames)
     drawn = []
     for _ in range(decoys.count):
         pattern = PATTERNS[int(rng.integers(len(PATTERNS)))]
-        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        shape = _drawn_shape(SHAPES[int(rng.integers(len(SHAPES)))], room)
         radius = r * rng.uniform(0.7, 1.0)
         colour = _look_colour(rng, "decoy", look)
         starts = _event_schedule(rng, num_frames, fps, difficulty, decoys.event_rate)
         beats = _Beats(*_schedule_at(starts, frames))
         drawn.append((shape, colour, _motion_of(pattern, motion)(rng, room, beats, radius, look)))
     return drawn
+
+
+def _drawn_shape(shape: str, room: _Room) -> str:
+    """The shape as the room's scene draws it (the open scene: :data:`SHAPE_IN_OPEN_SCENE`)."""
+    return shape if room.furnished else SHAPE_IN_OPEN_SCENE.get(shape, shape)
 
 
 def _distractors(
@@ -375,7 +427,7 @@ def _distractors(
         p1, p2 = rng.uniform(0, 2 * np.pi, 2)
         movers.append(
             (
-                SHAPES[int(rng.integers(len(SHAPES)))],
+                _drawn_shape(SHAPES[int(rng.integers(len(SHAPES)))], room),
                 dr,
                 _random_colour(rng, room.c1, room.c2, 60 + 40 * look),
                 xc + ax * np.sin(2 * np.pi * fx * t + p1),

@@ -43,6 +43,13 @@ SOUND_CODES = ("timing", "spectrum")
 # wall to wall, each pattern a speed profile of every run (PROFILE_OF_PATTERN): the same speeds in
 # another order, so only the order within a run tells the patterns apart.
 MOTIONS = ("kinds", "profiles")
+# What surrounds the object (``scene``): "room", a floor and two walls, the pendulum's post and rod, the
+# pulsing object lighting up (a still frame shows much of the pattern: the block on the floor, the rod);
+# "open", the object alone over the background: no floor, walls, post or rod drawn, the ground it bounces
+# and slides on at a random height, the pulsing object resting on that ground without lighting up, and
+# the drum's object a flat bar (SHAPE_IN_OPEN_SCENE) rather than a square, whose corners alone tell it
+# from the bell's disc.
+SCENES = ("room", "open")
 PROFILE_OF_PATTERN = {
     "bounce": "decelerating",
     "slide": "accelerating",
@@ -85,6 +92,7 @@ PALETTE = {
     "decoy": (200.0, 90.0, 200.0),
 }
 SHAPES = tuple(SHAPE_OF_SOUND.values())
+SHAPE_IN_OPEN_SCENE = {"square": "bar"}  # the shapes the open scene draws otherwise; the rest as they are
 TEXTURES = tuple(TEXTURE_OF_PATTERN.values())
 PATTERN_OF_TEXTURE = {texture: pattern for pattern, texture in TEXTURE_OF_PATTERN.items()}
 # The phase of the motion cycle (0: an impact, 1: the next) at which the shared texture sounds, per pattern.
