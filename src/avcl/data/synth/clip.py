@@ -12,11 +12,11 @@ from avcl.data.synth.sound import _render_audio
 from avcl.data.synth.tables import (
     CLASS_ORDER,
     PATTERNS,
-    SHAPE_IN_OPEN_SCENE,
     SHAPE_OF_SOUND,
     SHAPES,
     TEXTURE_OF_PATTERN,
     TEXTURES,
+    shape_in_scene,
 )
 
 
@@ -86,8 +86,7 @@ def _render_clip(job: _VideoJob) -> _Clip:
     seed = [job.seed, job.class_index, job.index]
     rng = np.random.default_rng(np.random.SeedSequence(seed))
     shape, texture = _draw_cues(rng, pattern, sound, job.cue)
-    if job.scene == "open":
-        shape = SHAPE_IN_OPEN_SCENE.get(shape, shape)
+    shape = shape_in_scene(shape, job.scene)
     num_frames = max(2, round(rng.uniform(job.min_duration, job.max_duration) * job.fps))
     starts = _event_schedule(rng, num_frames, job.fps, job.difficulty, job.event_rate)
     # From a stream of its own, so that with one context (the default) nothing else changes.

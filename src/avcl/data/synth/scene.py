@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from avcl.data.synth.events import _event_schedule, _schedule_at
-from avcl.data.synth.tables import PALETTE, PATTERNS, SHAPE_IN_OPEN_SCENE, SHAPES
+from avcl.data.synth.tables import PALETTE, PATTERNS, SCENES, SHAPES, shape_in_scene
 
 _LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -139,12 +139,11 @@ def _render_frames(
     drawn; the pulsing object sits on the unseen ground without lighting up), over a
     gradient-and-blotches background, silent distractors drifting on smooth paths behind the object,
     silent ``decoys`` doing motion patterns of their own (:func:`_draw_decoys`), and the object doing
-    its pattern in front. Colours vary by ``look`` around
-    a fixed palette (:func:`_look_colour`), as do the background's blotches; ``size`` scales the
-    object; up to ``distractors`` silent objects move about; ``motion`` chooses what the patterns look
-    like (:func:`_motion_of`); ``context`` (0 to 3) picks the background's palette and, above 0, shows
-    the motion of the pattern ``context`` places further on, every random draw but the motion's the
-    same as in context 0.
+    its pattern in front. Colours vary by ``look`` around a fixed palette (:func:`_look_colour`), as do
+    the background's blotches; ``size`` scales the object; up to ``distractors`` silent objects move
+    about; ``motion`` chooses what the patterns look like (:func:`_motion_of`); ``context`` (0 to 3)
+    picks the background's palette and, above 0, shows the motion of the pattern ``context`` places
+    further on, every random draw but the motion's the same as in context 0.
     """
     phase, interval, count = _schedule_at(starts, np.arange(num_frames))
     room = _draw_room(rng, height, width, look, difficulty, context, scene)
@@ -177,7 +176,11 @@ class _Room:
     left: int
     right: int
     wall_colour: np.ndarray
-    furnished: bool = True  # floor, walls and the pendulum's post and rod drawn (scene "room"), or none ("open")
+    scene: str = "room"  # SCENES: "room" draws the floor, walls and the pendulum's post and rod, "open" none
+
+    @property
+    def furnished(self) -> bool:
+        return self.scene == "room"
 
     @property
     def inner_height(self) -> float:  # from the top of the frame to the floor, in pixels
@@ -237,7 +240,7 @@ def _draw_room(
     scene the floor and walls bound the motion but are not drawn, and the floor's top lies anywhere from
     6 to 50 % of the height above the bottom (6 to 14 % in the room), so that where the object is in a
     still frame says little about its pattern."""
-    if scene not in ("room", "open"):
+    if scene not in SCENES:
         raise ValueError(f"unknown scene {scene!r}")
     furnished = scene == "room"
     suffix = f"-{context}" if context else ""
@@ -260,7 +263,7 @@ def _draw_room(
         bg[floor_top:] = floor_colour
         bg[:floor_top, :left] = wall_colour
         bg[:floor_top, right:] = wall_colour
-    return _Room(bg.astype(np.float32), c1, c2, floor_top, left, right, wall_colour, furnished)
+    return _Room(bg.astype(np.float32), c1, c2, floor_top, left, right, wall_colour, scene)
 
 
 # The motion patterns: (rng, room, beats, object radius, look) -> _Motion, one function each.
@@ -333,6 +336,9 @@ def _swing(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look:
     return _Motion(cx, cy, *_resting(n, r), rod=rod)
 
 
+_SWELL = 0.7  # how much larger the pulsing object is at a beat
+
+
 def _pulse(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look: float) -> _Motion:
     """An object in the air that swells and lights up at each beat, then relaxes; in the open scene it
     sits on the ground (a disc touching it when fully swollen; a bar, 0.35 as high, floats above) and
@@ -346,9 +352,6 @@ def _pulse(rng: np.random.Generator, room: _Room, beats: _Beats, r: float, look:
     decay = np.exp(-beats.phase * beats.interval / rng.uniform(2.0, 4.0))
     flash = 0.6 * decay if room.furnished else np.zeros(n)
     return _Motion(cx, cy, r * (1 + _SWELL * decay), flash)
-
-
-_SWELL = 0.7  # how much larger the pulsing object is at a beat
 
 
 _MOTIONS = {"bounce": _bounce, "slide": _slide, "swing": _swing, "pulse": _pulse}
@@ -396,18 +399,13 @@ def _draw_decoys(
     drawn = []
     for _ in range(decoys.count):
         pattern = PATTERNS[int(rng.integers(len(PATTERNS)))]
-        shape = _drawn_shape(SHAPES[int(rng.integers(len(SHAPES)))], room)
+        shape = shape_in_scene(SHAPES[int(rng.integers(len(SHAPES)))], room.scene)
         radius = r * rng.uniform(0.7, 1.0)
         colour = _look_colour(rng, "decoy", look)
         starts = _event_schedule(rng, num_frames, fps, difficulty, decoys.event_rate)
         beats = _Beats(*_schedule_at(starts, frames))
         drawn.append((shape, colour, _motion_of(pattern, motion)(rng, room, beats, radius, look)))
     return drawn
-
-
-def _drawn_shape(shape: str, room: _Room) -> str:
-    """The shape as the room's scene draws it (the open scene: :data:`SHAPE_IN_OPEN_SCENE`)."""
-    return shape if room.furnished else SHAPE_IN_OPEN_SCENE.get(shape, shape)
 
 
 def _distractors(
@@ -427,7 +425,7 @@ def _distractors(
         p1, p2 = rng.uniform(0, 2 * np.pi, 2)
         movers.append(
             (
-                _drawn_shape(SHAPES[int(rng.integers(len(SHAPES)))], room),
+                shape_in_scene(SHAPES[int(rng.integers(len(SHAPES)))], room.scene),
                 dr,
                 _random_colour(rng, room.c1, room.c2, 60 + 40 * look),
                 xc + ax * np.sin(2 * np.pi * fx * t + p1),

@@ -93,6 +93,13 @@ PALETTE = {
 }
 SHAPES = tuple(SHAPE_OF_SOUND.values())
 SHAPE_IN_OPEN_SCENE = {"square": "bar"}  # the shapes the open scene draws otherwise; the rest as they are
+
+
+def shape_in_scene(shape: str, scene: str) -> str:
+    """The shape ``scene`` draws for ``shape``: the open scene's from :data:`SHAPE_IN_OPEN_SCENE`."""
+    return SHAPE_IN_OPEN_SCENE.get(shape, shape) if scene == "open" else shape
+
+
 TEXTURES = tuple(TEXTURE_OF_PATTERN.values())
 PATTERN_OF_TEXTURE = {texture: pattern for pattern, texture in TEXTURE_OF_PATTERN.items()}
 # The phase of the motion cycle (0: an impact, 1: the next) at which the shared texture sounds, per pattern.
