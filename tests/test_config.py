@@ -44,6 +44,17 @@ def test_overrides_are_typed_and_applied_after_the_preset():
     assert cfg.model.backbone == "r3d"
 
 
+def test_a_number_in_exponent_form_is_a_number(tmp_path):
+    # YAML 1.1 reads 5e-4 (no dot) as a string; a float key takes it as the number it spells
+    cfg = load_config(None, ["eval.weight_decay=5e-4", "optim.lr=1e-2"])
+    assert cfg.eval.weight_decay == 5e-4 and cfg.optim.lr == 0.01
+    preset = tmp_path / "p.yaml"
+    preset.write_text("optim:\n  weight_decay: 1e-5\n")
+    assert load_config(preset).optim.weight_decay == 1e-5
+    with pytest.raises(ConfigError, match="expects a number"):
+        load_config(None, ["optim.lr=fast"])
+
+
 def test_a_mistyped_key_names_the_key_and_the_closest_valid_ones():
     with pytest.raises(ConfigError) as err:
         load_config(None, ["train.epoch=3"])

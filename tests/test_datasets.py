@@ -90,6 +90,25 @@ def test_same_key_same_sample_and_seeds_change_the_augmentation(cache):
     assert torch.equal(evaluation[(2, 1)]["video"], evaluation[(2, 2)]["video"])  # eval: no randomness
 
 
+def test_time_only_audio_crops_keep_the_mel_axis_centred_and_the_random_stream(cache):
+    """``audio_crop_axes="time"``: every training crop of the spectrogram is one of the crops centred on the
+    mel axis (all of them: test mode with one clip per time position); the video crops, drawn from the
+    same random stream, are those of ``"both"``, whose crops do move along the mel axis."""
+    positions = CFG.audio_size - CFG.audio_crop + 1
+    centred = PreparedDataset(cache, "train", replace(CFG, test_clips=positions), mode="test")
+    both = PreparedDataset(cache, "train", CFG, mode="train", seed=5)
+    time_only = PreparedDataset(cache, "train", replace(CFG, audio_crop_axes="time"), mode="train", seed=5)
+    moved = 0
+    for pos in range(len(both)):
+        candidates = centred[pos]["audio"]
+        for key in range(6):
+            a, b = time_only[(pos, key)], both[(pos, key)]
+            assert torch.equal(a["video"], b["video"])
+            assert any(torch.equal(a["audio"], c) for c in candidates), (pos, key)
+            moved += not any(torch.equal(b["audio"], c) for c in candidates)
+    assert moved > 0
+
+
 def test_batches_are_identical_with_0_and_2_loader_workers(cache):
     batches = {}
     for workers in (0, 2):

@@ -47,6 +47,7 @@ def choice(default: Any, choices: Iterable[Any]) -> Any:
 BACKBONES = ("c3d", "r3d", "r21d")  # avcl.models.backbones
 DEPTHS = (9, 18)  # convolutions: one residual block per stage (the paper) or two
 C3D_AUDIO_MODES = ("no_temporal_pool", "tile")
+AUDIO_CROP_AXES = ("both", "time")  # data.audio_crop_axes: where the training crop of the spectrogram moves
 MODALITIES = ("video", "audio", "both")  # the features a method is evaluated (or trained, supervised) on
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine", "step")  # of fine-tuning (eval.schedule)
@@ -70,6 +71,7 @@ class DataConfig:
     audio_window: str = "whole"  # "whole" audio of the video, or a window in seconds ("1.2")
     audio_size: int = 256  # the log-mel is resized to audio_size x audio_size (paper: 256x256)
     audio_crop: int = 112  # random crop for training, centre crop for evaluation
+    audio_crop_axes: str = choice("both", AUDIO_CROP_AXES)  # the training crop moves in mel and time, or in time only
     normalize_audio: bool = True  # with the dataset statistics computed at prepare time
     test_clips: int = 10  # uniformly spaced clips per video for video-level testing
     num_workers: int = 2
@@ -298,6 +300,11 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
     if isinstance(current, float):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"config key '{key}' expects a number, got {value!r}")
     if isinstance(current, str):
         return str(value)

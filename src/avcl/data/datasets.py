@@ -202,7 +202,10 @@ class _ClipDataset(Dataset, ABC):
         mel = self._mel(pos, video)
         centre = (size - crop) // 2
         if self.mode == "train":
-            boxes = [(int(rng.integers(0, size - crop + 1)), int(rng.integers(0, size - crop + 1)))]
+            y, x = int(rng.integers(0, size - crop + 1)), int(rng.integers(0, size - crop + 1))
+            if cfg.audio_crop_axes == "time":  # both drawn whatever the axes: the random stream stays the same
+                y = centre
+            boxes = [(y, x)]
         elif self.mode == "test" and self.window is None:
             boxes = [(centre, int(x)) for x in T.spread_positions(size - crop, n)]
         else:
